@@ -1,0 +1,109 @@
+"""TokenStats: the per-sampled-position statistics that all bound arithmetic runs on (DESIGN §4).
+
+The expensive step (scoring a model) produces these small arrays; certificates are computed from
+them alone, so `verify` can recompute every number in milliseconds.
+
+Arrays (one entry per scored position, all of length N):
+- ``positions``    int64   index i of the scored token x_i in the stream
+- ``prob``         float64 p_θ(x_i | c_i), the *unsmoothed* model probability of the true token
+- ``rank``         int64   1 + #{v : p_θ(v | c_i) > p_θ(x_i | c_i)}; top-k correct iff rank <= k
+- ``entropy_bits`` float64 the model's predictive entropy −Σ_v p_θ(v|c_i) log2 p_θ(v|c_i) (a predictable
+                           quantity: a function of the context and the model only)
+- ``draw``         int64   which independent draw of the sampler produced the position: 0..n−1. Under
+                           the token sampler every position is its own draw; under the block sampler all
+                           scored positions of one sampled window share a draw. Draws are i.i.d. given the data.
+Metadata (``meta``, a JSON-serialisable dict) must hold: ``sampler`` ("token" | "block"),
+``context_rule`` (e.g. "doc:1024"), ``seed``, ``population_tokens`` (m, the number of positions the
+sample represents), ``vocab_size``; and may hold ``population_windows``, ``model_sha256``,
+``store_sha256``, ``num_draws`` and anything else useful for provenance.
+Stored as .npz without pickle (meta as a JSON string).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import TokenboundError
+
+REQUIRED_META = ("sampler", "context_rule", "seed", "population_tokens", "vocab_size")
+
+
+@dataclass
+class TokenStats:
+    positions: np.ndarray
+    prob: np.ndarray
+    rank: np.ndarray
+    entropy_bits: np.ndarray
+    draw: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.positions = np.asarray(self.positions, dtype=np.int64)
+        self.prob = np.asarray(self.prob, dtype=np.float64)
+        self.rank = np.asarray(self.rank, dtype=np.int64)
+        self.entropy_bits = np.asarray(self.entropy_bits, dtype=np.float64)
+        self.draw = np.asarray(self.draw, dtype=np.int64)
+
+    @property
+    def num_draws(self) -> int:
+        return int(self.draw.max()) + 1 if self.draw.size else 0
+
+    def __len__(self) -> int:
+        return int(self.prob.shape[0])
+
+    def validate(self, where: str = "TokenStats") -> "TokenStats":
+        """Raise a one-line TokenboundError if anything is malformed (never silently certify bad input)."""
+        n = len(self)
+        if n == 0:
+            raise TokenboundError(f"{where}: no scored positions (sample size 0)")
+        for name in ("positions", "rank", "entropy_bits", "draw"):
+            if getattr(self, name).shape != (n,):
+                raise TokenboundError(f"{where}: array {name!r} has shape {getattr(self, name).shape}, expected ({n},)")
+        bad = ~np.isfinite(self.prob) | (self.prob < 0) | (self.prob > 1)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise TokenboundError(
+                f"{where}: probability at stream position {int(self.positions[i])} is {self.prob[i]!r} (must be in [0, 1])")
+        if not np.isfinite(self.entropy_bits).all():
+            i = int(np.argmax(~np.isfinite(self.entropy_bits)))
+            raise TokenboundError(f"{where}: entropy at stream position {int(self.positions[i])} is not finite")
+        if (self.rank < 1).any():
+            raise TokenboundError(f"{where}: ranks must be >= 1")
+        missing = [k for k in REQUIRED_META if k not in self.meta]
+        if missing:
+            raise TokenboundError(f"{where}: metadata lacks {', '.join(missing)}")
+        if int(self.meta["population_tokens"]) < 1:
+            raise TokenboundError(f"{where}: population_tokens must be >= 1, got {self.meta['population_tokens']}")
+        if int(self.meta["vocab_size"]) < 2:
+            raise TokenboundError(f"{where}: vocab_size must be >= 2, got {self.meta['vocab_size']}")
+        if self.draw.min() < 0 or np.unique(self.draw).size != self.num_draws:
+            raise TokenboundError(f"{where}: draw ids must be 0..n-1 with every draw present")
+        return self
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically as .npz (no pickle)."""
+        from ..artifacts import write_bytes
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, positions=self.positions, prob=self.prob, rank=self.rank,
+                 entropy_bits=self.entropy_bits, draw=self.draw,
+                 meta=np.array(json.dumps(self.meta, sort_keys=True)))
+        write_bytes(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TokenStats":
+        path = Path(path)
+        if not path.exists():
+            raise TokenboundError(f"{path}: TokenStats file not found")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in ("positions", "prob", "rank", "entropy_bits", "draw")}
+                meta = json.loads(str(z["meta"]))
+        except (KeyError, ValueError, OSError) as e:
+            raise TokenboundError(f"{path}: not a valid TokenStats file ({e})") from None
+        return cls(**arrays, meta=meta)
