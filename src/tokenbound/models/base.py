@@ -33,3 +33,13 @@ class LanguageModel(abc.ABC):
 
     def to(self, device: str) -> "LanguageModel":
         return self
+
+
+def segments_from_ids(ids: Any, eot: int) -> Any:
+    """Segment ids for the `doc` context rule (DESIGN §3): a new segment starts at every eot *input* token.
+
+    An eot that ends document j is, as an input, the first context token of document j+1, so position t
+    predicting x_{t+1} attends exactly to the tokens of its document since (and including) the last eot.
+    Works on torch tensors and numpy arrays of shape [..., T].
+    """
+    return (ids == eot).cumsum(-1)
