@@ -86,6 +86,10 @@ class TokenStore:
         start, end = self.document_bounds(j)
         return np.asarray(self.tokens[start:end])
 
+    def document_lengths(self) -> np.ndarray:
+        """Tokens in each document, its eot included (int64, sums to num_tokens)."""
+        return np.diff(np.append(self.doc_offsets, self.num_tokens)).astype(np.int64)
+
     def document_of(self, positions: np.ndarray) -> np.ndarray:
         """Index of the document holding each stream position."""
         return np.searchsorted(self.doc_offsets, np.asarray(positions), side="right") - 1

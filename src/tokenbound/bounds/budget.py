@@ -1,0 +1,121 @@
+"""The two budgets every bound spends: prior bits (Occam / Kraft) and confidence δ (union bound).
+
+Prior bits. A hypothesis described by a prefix-free code of L bits gets prior 2^−L (Kraft). A length
+that is not prefix-free is made so by an Elias-gamma code of the length (prefix.elias_gamma_bits).
+Every choice made after looking at the data among K alternatives fixed in advance costs log2 K bits
+(prefix.choice_bits): the prior is split uniformly over the alternatives. The certificate itemises them.
+
+Confidence. A bound that adds several high-probability statements (the martingale bound and one or
+two subsampling confidence bounds) holds with probability >= 1 − Σ δ_k by a union bound, provided the
+split δ = Σ δ_k is fixed before the data are seen. Splits:
+- "paper":  δ_main = δ·n/(n + m), the rest (δ·m/(n + m)) for subsampling (YilunKuang/token-bounds-for-llms);
+            when two quantities are subsampled (variance-adaptive bound) the rest is halved between them.
+- "equal":  δ/2 for the main bound, δ/2 for subsampling (halved again for two subsampled quantities).
+- a dict of fractions of δ: {"main": f1, "subsample": f2[, "subsample_variance": f3]}, all > 0 and
+  summing to <= 1; without "subsample_variance" the variance-adaptive bound halves "subsample".
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+from ..errors import TokenboundError
+from .prefix import elias_gamma_bits
+
+DELTA_SPLITS = ("paper", "equal")
+RESERVED_PRIOR_ITEMS = ("message", "message_prefix", "alpha_grid", "method_choice", "lambda_grid")
+
+
+def check_delta(delta: float, flag: str = "delta") -> float:
+    d = float(delta)
+    if not (0.0 < d < 1.0):
+        raise TokenboundError(f"{flag}: δ must be in (0, 1), got {delta!r}")
+    return d
+
+
+def check_delta_split(split: str | Mapping[str, float], flag: str = "delta_split") -> str | dict[str, float]:
+    """Validate a split spec; returns it in a JSON-serialisable form (str or dict of floats)."""
+    if isinstance(split, str):
+        if split not in DELTA_SPLITS:
+            raise TokenboundError(f"{flag}: unknown split {split!r}; expected one of {DELTA_SPLITS} or a dict")
+        return split
+    if not isinstance(split, Mapping):
+        raise TokenboundError(f"{flag}: expected a name or a dict of fractions, got {type(split).__name__}")
+    allowed = {"main", "subsample", "subsample_variance"}
+    unknown = set(split) - allowed
+    if unknown or not {"main", "subsample"} <= set(split):
+        raise TokenboundError(f"{flag}: dict needs keys 'main' and 'subsample' (optionally 'subsample_variance'), "
+                              f"got {sorted(split)}")
+    out = {k: float(v) for k, v in split.items()}
+    if any(not (v > 0) or not math.isfinite(v) for v in out.values()):
+        raise TokenboundError(f"{flag}: every fraction must be > 0, got {out}")
+    if sum(out.values()) > 1.0 + 1e-12:
+        raise TokenboundError(f"{flag}: fractions sum to {sum(out.values())!r} > 1")
+    return out
+
+
+def delta_shares(delta: float, split: str | Mapping[str, float], sample_size: int, population: float,
+                 num_subsampled: int = 1, exhaustive: bool = False) -> dict[str, float]:
+    """δ shares {"main", "subsample"[, "subsample_variance"]} whose sum is <= δ (see module doc).
+
+    `num_subsampled` is 1 (only the mean loss is estimated from the sample) or 2 (mean loss and mean
+    squared deviation). The shares depend only on δ, n and m, never on the observed losses.
+    `exhaustive`: the sample is every position exactly once (a fact about the sampler's outcome, which is
+    independent of the data), so nothing is estimated and the whole δ goes to the main bound.
+    """
+    if num_subsampled not in (1, 2):
+        raise ValueError("num_subsampled must be 1 or 2")
+    if exhaustive:
+        zero = {"subsample": 0.0} if num_subsampled == 1 else {"subsample": 0.0, "subsample_variance": 0.0}
+        return {"main": delta, **zero}
+    if isinstance(split, str):
+        if split == "paper":
+            main = delta * sample_size / (sample_size + population)
+            rest = delta * population / (sample_size + population)
+        else:
+            main = rest = delta / 2.0
+        if num_subsampled == 1:
+            return {"main": main, "subsample": rest}
+        return {"main": main, "subsample": rest / 2.0, "subsample_variance": rest / 2.0}
+    main, sub = delta * split["main"], delta * split["subsample"]
+    if num_subsampled == 1:
+        return {"main": main, "subsample": sub}
+    if "subsample_variance" in split:
+        return {"main": main, "subsample": sub, "subsample_variance": delta * split["subsample_variance"]}
+    return {"main": main, "subsample": sub / 2.0, "subsample_variance": sub / 2.0}
+
+
+def check_message_bits(message_bits: float, flag: str = "message_bits") -> float:
+    try:
+        bits = float(message_bits)
+    except (TypeError, ValueError):
+        raise TokenboundError(f"{flag}: message length must be a number, got {message_bits!r}") from None
+    if not math.isfinite(bits) or bits < 0:
+        raise TokenboundError(f"{flag}: message length must be a finite number >= 0, got {message_bits!r}")
+    return bits
+
+
+def check_extra_bits(extra_bits: Mapping[str, float] | None, flag: str = "extra_bits") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, value in (extra_bits or {}).items():
+        if name in RESERVED_PRIOR_ITEMS:
+            raise TokenboundError(f"{flag}: {name!r} is reserved for the bits tokenbound adds itself")
+        v = float(value)
+        if not math.isfinite(v) or v < 0:
+            raise TokenboundError(f"{flag}: {name!r} must be a finite number of bits >= 0, got {value!r}")
+        out[str(name)] = v
+    return out
+
+
+def message_prior_items(message_bits: float, prefix_free: bool) -> dict[str, float]:
+    """{"message": L[, "message_prefix": Elias-gamma bits]}: the message's share of the prior, prefix-free.
+
+    A length that is not prefix-free is first rounded up to whole bits (a decoder reads whole bits),
+    then preceded by the Elias-gamma code of that length: 2⌊log2 L⌋ + 1 bits (DESIGN §3).
+    """
+    if prefix_free:
+        return {"message": message_bits}
+    whole = math.ceil(message_bits)
+    if whole < 1:
+        raise TokenboundError("message_bits: an empty message must be declared prefix-free")
+    return {"message": float(whole), "message_prefix": float(elias_gamma_bits(whole))}

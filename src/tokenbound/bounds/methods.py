@@ -1,0 +1,121 @@
+"""Each bound method evaluated on sampled statistics: one JSON-ready dict per method plus a
+``bound_at(m)`` function (the same arithmetic at another population size) for the break-even size.
+
+Every method reports ``bound_bits_per_token`` = empirical + complexity + subsample (``terms``), the α it
+chose (paid for with log2 |α grid| bits in ``extra_bits``), its δ shares and its itemised prior bits.
+
+Choices and the subsampling δ. The prior pays for choosing α (and the method) in the martingale part. The
+subsampling statements are separate events, one per (α, method): reporting the one at a data-dependent
+choice needs all of them at once, so each gets δ_subsample / `subsample_choices` (= |α grid| · #methods),
+and a union bound brings the total back to δ_subsample (docs/theory.md §5). λ does not enter them.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .budget import delta_shares
+from .martingale import azuma_bound_from_draws
+from .smoothing import loss_range_bits
+from .subsampling import draw_means
+from .variance import variance_adaptive_bound_from_draws
+
+BoundAt = Callable[[float], float]
+
+
+def prior_bits_total(items: dict[str, float]) -> float:
+    """L(h): the sum of the itemised prior bits, added in insertion order (deterministic rounding)."""
+    total = 0.0
+    for value in items.values():
+        total += value
+    return total
+
+
+def _range_entry(l_min, l_max, rng, i: int) -> dict[str, float]:
+    return {"min": float(l_min[i]), "max": float(l_max[i]), "range": float(rng[i])}
+
+
+def _shares(delta: float, split, num_draws: int, m: float, num_subsampled: int,
+            subsample_choices: int, exhaustive: bool) -> dict[str, float]:
+    shares = delta_shares(delta, split, num_draws, m, num_subsampled=num_subsampled, exhaustive=exhaustive)
+    return {k: (v if k == "main" else v / subsample_choices) for k, v in shares.items()}
+
+
+def azuma_method(losses: np.ndarray, draw: np.ndarray, num_draws: int, alpha_grid: np.ndarray | None,
+                 vocab_size: int | None, prior_items: dict[str, float], delta: float, split, num_units: float,
+                 subsample_choices: int = 1, exhaustive: bool = False) -> tuple[dict, BoundAt]:
+    """Theorem A + Hoeffding subsampling for each row of `losses` ([A, N]); the best row is reported.
+
+    With `alpha_grid` None the rows are 0-1 losses (Δ = 1, range [0, 1]; used for top-k). `num_units` is
+    m (tokens; documents for the document-level baseline), `num_draws` is n. `exhaustive`: the draws are
+    every unit exactly once, so the sample mean is exact (no subsampling term, all of δ to Theorem A).
+    """
+    if alpha_grid is None:
+        l_min, l_max, rng = np.zeros(len(losses)), np.ones(len(losses)), np.ones(len(losses))
+    else:
+        l_min, l_max, rng = loss_range_bits(alpha_grid, vocab_size)
+    draws = draw_means(losses, draw, num_draws)
+    prior = prior_bits_total(prior_items)
+
+    def evaluate(rows: np.ndarray, m: float) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        shares = _shares(delta, split, num_draws, m, 1, subsample_choices, exhaustive)
+        return azuma_bound_from_draws(draws[rows], rng[rows], prior, shares["main"], shares["subsample"],
+                                      m, None if exhaustive else num_draws), shares
+
+    res, shares = evaluate(np.arange(len(losses)), num_units)
+    i = int(np.argmin(res["bound"]))  # first minimum: deterministic
+    entry = {
+        "bound_bits_per_token": float(res["bound"][i]),
+        "terms": {"empirical_bits": float(res["empirical"][i]), "complexity_bits": float(res["complexity"][i]),
+                  "subsample_bits": float(res["subsample"][i])},
+        "alpha": None if alpha_grid is None else float(alpha_grid[i]),
+        "loss_range_bits": _range_entry(l_min, l_max, rng, i),
+        "prior_bits": prior, "extra_bits": dict(prior_items), "delta_shares": shares,
+        "subsample_choices": int(subsample_choices),
+        "num_units": float(num_units), "sample_size": int(num_draws),
+        "per_alpha_bound_bits": [float(b) for b in res["bound"]],
+    }
+    return entry, lambda m: float(evaluate(np.array([i]), m)[0]["bound"][0])
+
+
+def variance_adaptive_method(losses: np.ndarray, entropy_bits: np.ndarray, draw: np.ndarray, num_draws: int,
+                             alpha_grid: np.ndarray, vocab_size: int, prior_items: dict[str, float], delta: float,
+                             split, num_tokens: float, lambda_grid: np.ndarray, ci: str,
+                             subsample_choices: int = 1, exhaustive: bool = False) -> tuple[dict, BoundAt]:
+    """The variance-adaptive bound (variance.py) minimised over the α and λ grids (both paid for).
+
+    Centre ĉ_i = the model's predictive entropy clipped to [L_min(α), L_max(α)]: predictable (a function of
+    the context and the model only) and inside the loss range, as the proof requires.
+    """
+    l_min, l_max, rng = loss_range_bits(alpha_grid, vocab_size)
+    centre = np.clip(entropy_bits[None, :], l_min[:, None], l_max[:, None])
+    loss_draws = draw_means(losses, draw, num_draws)
+    sq_draws = draw_means((losses - centre) ** 2, draw, num_draws)
+    prior = prior_bits_total(prior_items)
+
+    def evaluate(rows: np.ndarray, m: float):
+        shares = _shares(delta, split, num_draws, m, 2, subsample_choices, exhaustive)
+        return variance_adaptive_bound_from_draws(loss_draws[rows], sq_draws[rows], l_min[rows], l_max[rows],
+                                                  rng[rows], prior, shares, m, lambda_grid,
+                                                  "exact" if exhaustive else ci), shares
+
+    res, shares = evaluate(np.arange(len(alpha_grid)), num_tokens)
+    i, k = (int(j) for j in np.unravel_index(int(np.argmin(res["bound"])), res["bound"].shape))
+    occam, variance = float(res["occam"][i, k]), float(res["variance"][i, k])
+    entry = {
+        "bound_bits_per_token": float(res["bound"][i, k]),
+        "terms": {"empirical_bits": float(res["empirical"][i]), "complexity_bits": occam + variance,
+                  "subsample_bits": float(res["mean_upper"][i] - res["empirical"][i]),
+                  "occam_bits": occam, "variance_bits": variance},
+        "alpha": float(alpha_grid[i]), "lambda": float(lambda_grid[k]),
+        "mean_sq_deviation_bits2": float(res["sq_dev_mean"][i]),
+        "mean_sq_deviation_upper_bits2": float(res["sq_dev_upper"][i]),
+        "centre": "entropy_bits clipped to [L_min, L_max]", "subsample_ci": "exact" if exhaustive else ci,
+        "loss_range_bits": _range_entry(l_min, l_max, rng, i),
+        "prior_bits": prior, "extra_bits": dict(prior_items), "delta_shares": shares,
+        "subsample_choices": int(subsample_choices),
+        "num_units": float(num_tokens), "sample_size": int(num_draws),
+        "per_alpha_bound_bits": [float(b) for b in res["bound"].min(axis=1)],
+    }
+    return entry, lambda m: float(evaluate(np.array([i]), m)[0]["bound"].min())

@@ -1,0 +1,26 @@
+"""CLI for `tokenbound demo` (see demo.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+HELP = "the main job: prepare stdlib, train + compress a GPT, certify it and Markov baselines, print the table"
+EXAMPLE = "tokenbound demo --out demo_out --minutes 4"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--out", type=Path, default=Path("demo_out"),
+                   help="working directory; rerunning resumes (default: demo_out)")
+    p.add_argument("--minutes", type=float, default=None, help="training budget in minutes (default 4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+
+
+def run(args) -> int:
+    from ..demo import DemoConfig, demo
+
+    result = demo(args.out, minutes=args.minutes, cfg=DemoConfig(seed=args.seed, device=args.device))
+    print(result["table"])
+    print("Headline certificate (GPT, token level):")
+    print("\n".join(result["headline"]))
+    print(f"\nreport: {result['report']}   total time: {result['seconds']:.0f} s")
+    return 0

@@ -1,0 +1,53 @@
+"""`tokenbound prepare`: tokenize a corpus into a TokenStore (logic in tokenbound.data.prepare)."""
+from __future__ import annotations
+
+HELP = "tokenize a corpus into a TokenStore (with an optional held-out val/ store)"
+EXAMPLE = "tokenbound prepare --corpus stdlib --tokenizer bpe:8192 --out data/stdlib --val-fraction 0.05"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--corpus", default="stdlib", metavar="SPEC",
+                        help="stdlib | stdlib+tests | FILE | DIR | FILE.jsonl | FILE.parquet | tokens:FILE.npy "
+                             "(default: stdlib)")
+    parser.add_argument("--tokenizer", metavar="SPEC",
+                        help="byte | bpe:N | hf:PATH | gguf:PATH (required for text corpora; omit for tokens:)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output TokenStore directory")
+    parser.add_argument("--val-fraction", type=float, default=0.0, metavar="F",
+                        help="fraction of whole documents held out into DIR/val, chosen by a seeded hash of "
+                             "each document's identity (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the held-out split (default 0)")
+    parser.add_argument("--glob", metavar="PATTERN",
+                        help="files to read from a directory corpus (default **/*) or stdlib (default **/*.py)")
+    parser.add_argument("--text-field", default="text", metavar="NAME",
+                        help="JSON field / Parquet column holding the text (default text)")
+    parser.add_argument("--vocab-size", type=int, metavar="V",
+                        help="vocabulary size of a tokens: corpus (or a larger V for hf:/gguf:)")
+    parser.add_argument("--eot", type=int, metavar="ID",
+                        help="end-of-text id of a tokens: corpus (or an override for hf:/gguf:)")
+    parser.add_argument("--include-tests", action="store_true", help="stdlib: include the test suites")
+    parser.add_argument("--skip-bad-files", action="store_true",
+                        help="skip (and count) undecodable documents instead of failing")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
+
+
+def run(args) -> int:
+    import time
+
+    from ..data.prepare import prepare
+
+    start = time.perf_counter()
+    train, val = prepare(args.corpus, args.tokenizer, args.out, val_fraction=args.val_fraction, seed=args.seed,
+                         glob=args.glob, text_field=args.text_field, vocab_size=args.vocab_size, eot=args.eot,
+                         force=args.force, skip_bad_files=args.skip_bad_files, include_tests=args.include_tests)
+    seconds = time.perf_counter() - start
+    total = train.num_tokens + (val.num_tokens if val else 0)
+    print(f"wrote {train.path}: {train.num_tokens:,} tokens, {train.num_documents:,} documents, "
+          f"vocab {train.vocab_size:,}, eot {train.eot}")
+    if val is not None:
+        print(f"held out {val.path}: {val.num_tokens:,} tokens, {val.num_documents:,} documents")
+    src = train.manifest["source"]
+    if src.get("skipped_empty_documents") or src.get("skipped_bad_documents"):
+        print(f"skipped {src['skipped_empty_documents']} empty and {src['skipped_bad_documents']} bad documents")
+    bpt = f", {train.mean_bytes_per_token:.3f} bytes/token" if train.mean_bytes_per_token else ""
+    print(f"{seconds:.1f} s, {total / max(seconds, 1e-9):,.0f} tokens/s{bpt}")
+    return 0

@@ -1,0 +1,224 @@
+"""The CompressedModel artifact (DESIGN §4): a bitstream, its message length, and a verified decoder.
+
+A CompressedModel is a directory holding
+- the bitstream file(s) (e.g. ``payload.bin``), each listed with its sha256 in the manifest;
+- ``manifest.json`` with ``kind`` = ``artifacts.KIND_COMPRESSED``, ``method`` (the spec string),
+  ``decoder`` (a key of ``DECODERS``), ``source`` ({"type", "path", "sha256"}), ``message_bits`` (total,
+  prefix-free: what the bound uses), ``message_breakdown`` ({"payload_bits", "header_bits", "prefix_bits",
+  "grid_bits", "tensors": {name: bits}}), ``decoded_sha256`` (``coding.hashing.state_sha256`` of the decoded
+  tensors that are evaluated), ``files`` ({name: sha256}), ``extra_bits`` ({reason: bits}) and
+  ``bits_per_coded_param`` when known.
+
+Invariants:
+- ``message_bits == payload_bits + header_bits + prefix_bits + grid_bits`` (checked when written and read).
+  ``extra_bits`` are choices a certificate must also pay for; they are listed, not folded into message_bits.
+- The model that ``load_compressed`` returns was rebuilt *only* from the listed files (every one verified by
+  sha256 first), and the state it evaluates hashes to ``decoded_sha256``; otherwise a TokenboundError.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from ..artifacts import (KIND_COMPRESSED, MANIFEST, atomic_output_dir, make_manifest, read_manifest,
+                         sha256_bytes, sha256_file, write_bytes, write_json)
+from ..errors import TokenboundError
+
+# decoder key -> "module:function" with signature (path: Path, manifest: dict, device: str)
+#   -> tuple[LanguageModel, dict[str, Tensor]]  (the model to evaluate and the decoded state it evaluates)
+DECODERS = {
+    "quant": "tokenbound.coding.quantize:decode_compressed",
+    "ptq": "tokenbound.coding.ptq:decode_compressed",
+    "archive": "tokenbound.coding.archive:decode_compressed",
+}
+
+SOURCE_TYPES = ("run", "hf", "gguf")
+BREAKDOWN_PARTS = ("payload_bits", "header_bits", "prefix_bits", "grid_bits")
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+_FILE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+# Float tolerance when checking that the parts of the breakdown add up to message_bits.
+_SUM_TOL = 1e-6
+
+
+# -- method specs ------------------------------------------------------------------------------------------
+def _parse_value(text: str) -> int | float | str:
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_method(spec: str) -> tuple[str, dict[str, int | float | str]]:
+    """``"ptq:bits=2,group=64,algo=gptq"`` -> ``("ptq", {"bits": 2, "group": 64, "algo": "gptq"})``.
+
+    Values become int if they parse as int, else float, else stay strings. ``"archive"`` -> ("archive", {}).
+    Errors name ``--method``.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise TokenboundError("--method: empty method spec (e.g. 'quant:levels=11', 'ptq:bits=4', 'archive')")
+    name, _, rest = spec.strip().partition(":")
+    name = name.strip()
+    if not _NAME_RE.match(name):
+        raise TokenboundError(f"--method {spec!r}: method name {name!r} is not a plain word")
+    params: dict[str, int | float | str] = {}
+    if rest.strip():
+        for item in rest.split(","):
+            key, eq, value = item.partition("=")
+            key, value = key.strip(), value.strip()
+            if not eq or not key or not value:
+                raise TokenboundError(f"--method {spec!r}: expected key=value, got {item.strip()!r}")
+            if not _NAME_RE.match(key):
+                raise TokenboundError(f"--method {spec!r}: parameter name {key!r} is not a plain word")
+            if key in params:
+                raise TokenboundError(f"--method {spec!r}: parameter {key!r} given twice")
+            params[key] = _parse_value(value)
+    return name, params
+
+
+def format_method(name: str, params: dict[str, Any]) -> str:
+    """Inverse of parse_method (parameters in the given order): the canonical spec string recorded in manifests."""
+    if not params:
+        return name
+    return name + ":" + ",".join(f"{k}={v}" for k, v in params.items())
+
+
+# -- message length ----------------------------------------------------------------------------------------
+def message_bits_of(breakdown: dict[str, Any]) -> float:
+    """Total prefix-free message length: payload + header + prefix + grid bits (DESIGN §3)."""
+    missing = [k for k in BREAKDOWN_PARTS if k not in breakdown]
+    if missing:
+        raise ValueError(f"message breakdown lacks {missing}")
+    total = 0.0
+    for k in BREAKDOWN_PARTS:
+        v = float(breakdown[k])
+        if not math.isfinite(v) or v < 0:
+            raise ValueError(f"message breakdown {k} must be finite and >= 0, got {breakdown[k]!r}")
+        total += v
+    return total
+
+
+def _check_source(source: dict[str, Any]) -> None:
+    if not isinstance(source, dict) or source.get("type") not in SOURCE_TYPES:
+        raise ValueError(f"source must be a dict with type in {SOURCE_TYPES}, got {source!r}")
+    for k in ("path", "sha256"):
+        if k not in source:
+            raise ValueError(f"source lacks {k!r}")
+
+
+# -- writing -----------------------------------------------------------------------------------------------
+def write_compressed(out: Path, *, method: str, decoder: str, source: dict[str, Any], files: dict[str, bytes],
+                     breakdown: dict[str, Any], decoded_sha256: str, force: bool = False,
+                     **extra: Any) -> dict[str, Any]:
+    """Write a CompressedModel directory atomically and return its manifest.
+
+    ``files``: bitstream name -> bytes (plain file names; not manifest.json). ``breakdown`` must hold
+    payload/header/prefix/grid bits (and optionally "tensors": {name: bits}); message_bits is their sum. If
+    ``extra`` carries ``message_bits`` it must agree with that sum. ``extra`` may carry ``extra_bits``
+    ({reason: bits}), ``num_coded_params`` (then ``bits_per_coded_param`` = message_bits / num_coded_params
+    unless given) and anything else useful; all of it goes into the manifest.
+    """
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder {decoder!r} is not one of {sorted(DECODERS)}")
+    _check_source(source)
+    if not files:
+        raise ValueError("a CompressedModel needs at least one bitstream file")
+    for name, data in files.items():
+        if name == MANIFEST or not _FILE_RE.match(name):
+            raise ValueError(f"bitstream file name {name!r} is not allowed")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise ValueError(f"bitstream file {name!r} must be bytes, got {type(data).__name__}")
+    breakdown = dict(breakdown)
+    breakdown.setdefault("tensors", {})
+    total = message_bits_of(breakdown)
+    given = extra.pop("message_bits", None)
+    if given is not None and abs(float(given) - total) > _SUM_TOL * max(1.0, total):
+        raise ValueError(f"message_bits {given} != payload+header+prefix+grid = {total}")
+    extra.setdefault("extra_bits", {})
+    n_coded = extra.get("num_coded_params")
+    if n_coded and "bits_per_coded_param" not in extra:
+        extra["bits_per_coded_param"] = total / float(n_coded)
+    hashes = {name: sha256_bytes(bytes(data)) for name, data in files.items()}
+    manifest = make_manifest(KIND_COMPRESSED, method=method, decoder=decoder, source=dict(source),
+                             message_bits=total, message_breakdown=breakdown, decoded_sha256=decoded_sha256,
+                             files=hashes, **extra)
+    with atomic_output_dir(out, force=force) as tmp:
+        for name, data in files.items():
+            write_bytes(tmp / name, bytes(data))
+        write_json(tmp / MANIFEST, manifest)
+    return manifest
+
+
+# -- reading -----------------------------------------------------------------------------------------------
+def read_compressed_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of a CompressedModel, checked for the fields every decoder relies on."""
+    path = Path(path)
+    man = read_manifest(path, KIND_COMPRESSED)
+    for key in ("decoder", "files", "decoded_sha256", "message_bits", "message_breakdown"):
+        if key not in man:
+            raise TokenboundError(f"{path / MANIFEST}: lacks {key!r}")
+    if man["decoder"] not in DECODERS:
+        raise TokenboundError(f"{path / MANIFEST}: unknown decoder {man['decoder']!r} (known: {sorted(DECODERS)})")
+    try:
+        total = message_bits_of(man["message_breakdown"])
+    except ValueError as e:
+        raise TokenboundError(f"{path / MANIFEST}: {e}") from None
+    if abs(total - float(man["message_bits"])) > _SUM_TOL * max(1.0, total):
+        raise TokenboundError(f"{path / MANIFEST}: message_bits {man['message_bits']} is not the sum of its "
+                              f"breakdown ({total})")
+    return man
+
+
+def verify_files(path: Path, manifest: dict[str, Any]) -> None:
+    """Check that every listed bitstream file exists and has its recorded sha256 (one-line error naming it)."""
+    path = Path(path)
+    for name, digest in manifest["files"].items():
+        f = path / name
+        if not _FILE_RE.match(name) or not f.is_file():
+            raise TokenboundError(f"{f}: bitstream file missing")
+        if sha256_file(f) != digest:
+            raise TokenboundError(f"{f}: sha256 does not match the manifest (corrupted bitstream)")
+
+
+def read_verified(path: Path, manifest: dict[str, Any], name: str) -> bytes:
+    """Bytes of one listed bitstream file, verified against its sha256 (for decoders)."""
+    f = Path(path) / name
+    if name not in manifest["files"]:
+        raise TokenboundError(f"{Path(path) / MANIFEST}: does not list {name}")
+    try:
+        data = f.read_bytes()
+    except FileNotFoundError:
+        raise TokenboundError(f"{f}: bitstream file missing") from None
+    if sha256_bytes(data) != manifest["files"][name]:
+        raise TokenboundError(f"{f}: sha256 does not match the manifest (corrupted bitstream)")
+    return data
+
+
+def decode_state(path: Path, device: str = "cpu") -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """Decode a CompressedModel: (model, decoded state, manifest), after verifying every file and the state hash."""
+    from .hashing import state_sha256
+
+    path = Path(path)
+    manifest = read_compressed_manifest(path)
+    verify_files(path, manifest)
+    module, func = DECODERS[manifest["decoder"]].split(":")
+    try:
+        decoder = getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError) as e:
+        raise TokenboundError(f"{path}: decoder {manifest['decoder']!r} is not available ({e})") from None
+    model, state = decoder(path, manifest, device)
+    got = state_sha256(state)
+    if got != manifest["decoded_sha256"]:
+        raise TokenboundError(f"{path}: decoded weights hash to {got[:16]}…, manifest says "
+                              f"{str(manifest['decoded_sha256'])[:16]}… (decoder mismatch or corrupted artifact)")
+    return model, state, manifest
+
+
+def load_compressed(path: Path, device: str = "cpu") -> Any:
+    """What ``tokenbound.load`` calls for a CompressedModel: the verified decoded LanguageModel."""
+    model, _state, _manifest = decode_state(path, device=device)
+    return model

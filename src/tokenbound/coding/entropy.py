@@ -1,0 +1,366 @@
+"""Real entropy coding of integer symbol streams (constriction ANS), with a self-delimiting byte format.
+
+Every message length that a certificate uses must be reproduced by a decoder (DESIGN §3), so this module
+produces actual bytes and decodes them back; ``coded_length_bits`` is just ``8 * len(data)``.
+
+Symbol-stream format (``encode_symbols``), all integers as unsigned LEB128 varints:
+
+    version byte | K | n | r | r × (gap, count − 1) | W | W little-endian uint32 words | CRC32 (4 bytes LE)
+
+- K is the alphabet size, n the number of symbols, r the number of *distinct* symbols present; the r
+  present symbols are listed in increasing order as gaps (symbol − previous − 1, previous = −1) with their
+  counts, so absent symbols cost nothing and the header is canonical (one byte string per input).
+- The payload is the symbols coded with constriction's ANS coder over the compact alphabet of the r present
+  symbols, with ONE shared ``Categorical`` model built from the integer counts (``perfect=False``): the
+  decoder rebuilds exactly the same model from the header, so encoder and decoder agree bit for bit.
+  When r <= 1 the payload is empty (W = 0): the header already determines the stream.
+- The CRC32 covers every byte before it, so any corrupted byte is reported as a ``TokenboundError``.
+  Version byte 1 has the CRC; version 2 (``checksum=False``) omits it, for streams embedded in a container
+  that carries its own checksum (e.g. a model bitstream), where 32 bits per stream would be wasted prior mass.
+
+The format is self-delimiting (the decoder knows where the message ends from its own prefix), hence the set
+of all valid encodings is prefix-free: its length in bits is a valid Kraft code length as is.
+Streams can be concatenated and read back in order with ``decode_symbols_from(data, offset)``.
+
+``encode_integers`` codes unbounded non-negative integers (counts, gaps) Elias-gamma style: the bit length of
+v+1 is entropy coded as a symbol stream and the remaining mantissa bits are stored raw.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+
+import numpy as np
+
+from ..errors import TokenboundError
+
+FORMAT_VERSION = 1           # with CRC32
+FORMAT_VERSION_NO_CRC = 2    # without (embedded streams)
+# constriction's default coders quantize probabilities to 24 bits; keep the alphabet well inside that.
+MAX_DISTINCT_SYMBOLS = 1 << 20
+# symbols per encode/decode call: bounds the int32 temporaries without slowing the coder down
+CHUNK = 1 << 24
+_WHAT = "entropy-coded stream"
+
+
+# -- varints (unsigned LEB128), vectorised -----------------------------------------------------------------
+def varint_encode(ints) -> bytes:
+    """Unsigned LEB128 encoding of a sequence of non-negative integers (< 2^63), concatenated."""
+    v = np.asarray(ints, dtype=np.int64).reshape(-1) if not isinstance(ints, (int, np.integer)) \
+        else np.asarray([ints], dtype=np.int64)
+    if v.size == 0:
+        return b""
+    if (v < 0).any():
+        raise ValueError("varint_encode: values must be non-negative")
+    u = v.astype(np.uint64)
+    bitlen = np.zeros(u.shape, dtype=np.int64)
+    rest = u.copy()
+    while rest.any():  # count the 7-bit groups of each value (at most 9 rounds)
+        nz = rest != 0
+        bitlen[nz] += 1
+        rest >>= np.uint64(7)
+    nbytes = np.maximum(bitlen, 1)
+    ends = np.cumsum(nbytes)
+    starts = ends - nbytes
+    out = np.empty(int(ends[-1]), dtype=np.uint8)
+    for j in range(int(nbytes.max())):
+        sel = nbytes > j
+        byte = (u[sel] >> np.uint64(7 * j)) & np.uint64(0x7F)
+        cont = (nbytes[sel] - 1 > j).astype(np.uint64) << np.uint64(7)
+        out[starts[sel] + j] = (byte | cont).astype(np.uint8)
+    return out.tobytes()
+
+
+def varint_decode(data: bytes, offset: int = 0, count: int | None = None) -> tuple[np.ndarray, int]:
+    """Decode `count` varints (all remaining bytes if None) from data[offset:].
+
+    Returns (int64 array of values, offset just after the last byte read). Truncated, over-long (> 63 bits)
+    or non-canonical (a redundant trailing zero group) varints raise TokenboundError.
+    """
+    buf = np.frombuffer(data, dtype=np.uint8, offset=offset) if offset <= len(data) else np.zeros(0, np.uint8)
+    if count is not None:
+        buf = buf[: 9 * count]  # a varint has at most 9 bytes: never scan the rest of a long message
+    if count == 0:
+        return np.zeros(0, dtype=np.int64), offset
+    terminal = np.flatnonzero(buf < 0x80)
+    if count is None:
+        if buf.size and buf[-1] >= 0x80:
+            raise TokenboundError(f"{_WHAT}: truncated varint")
+        count = terminal.size
+        if count == 0:
+            return np.zeros(0, dtype=np.int64), offset
+    elif terminal.size < count:
+        raise TokenboundError(f"{_WHAT}: truncated (expected {count} varints at byte {offset})")
+    ends = terminal[:count] + 1
+    starts = np.concatenate(([0], ends[:-1]))
+    lengths = ends - starts
+    if lengths.max() > 9:
+        raise TokenboundError(f"{_WHAT}: varint longer than 63 bits at byte {offset}")
+    if ((buf[ends - 1] == 0) & (lengths > 1)).any():
+        raise TokenboundError(f"{_WHAT}: non-canonical varint at byte {offset}")
+    used = buf[: ends[-1]].astype(np.uint64) & np.uint64(0x7F)
+    pos = np.arange(ends[-1]) - np.repeat(starts, lengths)
+    values = np.add.reduceat(used << (np.uint64(7) * pos.astype(np.uint64)), starts)
+    return values.astype(np.int64), offset + int(ends[-1])
+
+
+def _read_varint(data: bytes, offset: int) -> tuple[int, int]:
+    vals, offset = varint_decode(data, offset, 1)
+    return int(vals[0]), offset
+
+
+# -- entropy ---------------------------------------------------------------------------------------------
+def empirical_entropy_bits(symbols) -> float:
+    """n · H(empirical distribution of `symbols`) in bits: the ideal payload of a code with the counts known."""
+    s = np.asarray(symbols).reshape(-1)
+    if s.size == 0:
+        return 0.0
+    if s.dtype.kind in "iu" and s.min() >= 0 and s.max() < max(1 << 24, 4 * s.size):
+        counts = np.bincount(s.astype(np.int64))
+    else:
+        counts = np.unique(s, return_counts=True)[1]
+    counts = counts[counts > 0].astype(np.float64)
+    n = counts.sum()
+    return float(-(counts * np.log2(counts / n)).sum())
+
+
+def coded_length_bits(data: bytes) -> int:
+    """Exact length of an encoded message in bits."""
+    return 8 * len(data)
+
+
+# -- symbol streams ----------------------------------------------------------------------------------------
+def _categorical(counts: np.ndarray):
+    import constriction
+
+    # Built from integer counts (exact in float64), perfect=False: encoder and decoder build the same model.
+    return constriction.stream.model.Categorical(counts.astype(np.float64), perfect=False)
+
+
+def _present_counts(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct symbols present, their counts)."""
+    if k <= max(1 << 24, 4 * s.size):
+        counts = np.zeros(k, dtype=np.int64)
+        for start in range(0, s.size, CHUNK):  # chunked: bincount would copy the whole array to intp
+            counts += np.bincount(s[start:start + CHUNK], minlength=k)
+        present = np.flatnonzero(counts)
+        return present.astype(np.int64), counts[present].astype(np.int64)
+    present, counts = np.unique(s, return_counts=True)
+    return present.astype(np.int64), counts.astype(np.int64)
+
+
+def encode_symbols(symbols: np.ndarray, alphabet_size: int | None = None, *, checksum: bool = True) -> bytes:
+    """Entropy code a 1-D array of integers in [0, K) into a self-contained, self-delimiting byte string.
+
+    K defaults to max(symbols) + 1. The payload is within a few words of ``empirical_entropy_bits``;
+    the header costs a few bytes per distinct symbol present (absent symbols are free).
+    """
+    import constriction
+
+    s = np.asarray(symbols)
+    if s.ndim != 1:
+        raise TokenboundError(f"encode_symbols: expected a 1-D array, got shape {s.shape}")
+    if s.size and s.dtype.kind not in "iu":
+        raise TokenboundError(f"encode_symbols: symbols must be integers, got dtype {s.dtype}")
+    if s.dtype.kind == "u" and s.dtype.itemsize == 8:
+        s = s.astype(np.int64)  # numpy cannot index/bincount uint64 safely
+    smax = int(s.max()) if s.size else -1
+    k = int(alphabet_size) if alphabet_size is not None else max(smax + 1, 1)
+    if k < 1:
+        raise TokenboundError(f"encode_symbols: alphabet size must be >= 1, got {k}")
+    if s.size and (int(s.min()) < 0 or smax >= k):
+        raise TokenboundError(f"encode_symbols: symbols must lie in [0, {k}), found {int(s.min())}..{smax}")
+    present, counts = _present_counts(s, k) if s.size else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    r = present.size
+    if r > MAX_DISTINCT_SYMBOLS:
+        raise TokenboundError(f"encode_symbols: {r} distinct symbols exceed the coder's limit {MAX_DISTINCT_SYMBOLS}")
+    gaps = np.diff(present, prepend=-1) - 1
+    pairs = np.empty(2 * r, dtype=np.int64)
+    pairs[0::2], pairs[1::2] = gaps, counts - 1
+    version = FORMAT_VERSION if checksum else FORMAT_VERSION_NO_CRC
+    header = bytes([version]) + varint_encode([k, s.size, r]) + varint_encode(pairs)
+    if r <= 1:
+        words = np.zeros(0, dtype=np.uint32)
+    else:
+        remap = None
+        if present[-1] < max(1 << 24, 4 * s.size):
+            remap = np.zeros(int(present[-1]) + 1, dtype=np.int32)
+            remap[present] = np.arange(r, dtype=np.int32)
+        model = _categorical(counts)
+        coder = constriction.stream.stack.AnsCoder()
+        # ANS is a stack: push the chunks last-first so that decoding pops them in stream order.
+        for start in reversed(range(0, s.size, CHUNK)):
+            chunk = s[start:start + CHUNK]
+            if int(present[-1]) == r - 1:  # every symbol of [0, r) present: the symbols are their own indices
+                compact = chunk.astype(np.int32)
+            elif remap is not None:
+                compact = remap[chunk]
+            else:
+                compact = np.searchsorted(present, chunk).astype(np.int32)
+            coder.encode_reverse(compact, model)
+        words = coder.get_compressed().astype("<u4", copy=False)
+    body = header + varint_encode([words.size]) + words.tobytes()
+    return (body + _crc_bytes(body)) if checksum else body
+
+
+def _crc_bytes(body: bytes) -> bytes:
+    return (zlib.crc32(body) & 0xFFFFFFFF).to_bytes(4, "little")
+
+
+def decode_symbols_from(data: bytes, offset: int = 0) -> tuple[np.ndarray, int]:
+    """Decode one symbol stream starting at `offset`; returns (int64 symbols, offset after the stream)."""
+    out, end, _ = _decode_symbols(bytes(data), offset)
+    return out, end
+
+
+def _decode_symbols(data: bytes, offset: int) -> tuple[np.ndarray, int, bool]:
+    """(symbols, offset after the stream, whether it carried a CRC)."""
+    import constriction
+
+    start = offset
+    if offset >= len(data):
+        raise TokenboundError(f"{_WHAT}: truncated (no data at byte {offset})")
+    version = data[offset]
+    if version not in (FORMAT_VERSION, FORMAT_VERSION_NO_CRC):
+        raise TokenboundError(f"{_WHAT}: unknown format version {version} at byte {offset} (corrupted?)")
+    checked = version == FORMAT_VERSION
+    (k, n, r), offset = varint_decode(data, offset + 1, 3)
+    k, n, r = int(k), int(n), int(r)
+    if r > min(k, n, MAX_DISTINCT_SYMBOLS) or (n > 0 and r == 0) or 2 * r > len(data) - offset:
+        raise TokenboundError(f"{_WHAT}: inconsistent header (K={k}, n={n}, distinct={r}; corrupted?)")
+    pairs, offset = varint_decode(data, offset, 2 * r)
+    nwords, offset = _read_varint(data, offset)
+    end = offset + 4 * nwords
+    crc_len = 4 if checked else 0
+    if end + crc_len > len(data):
+        raise TokenboundError(f"{_WHAT}: truncated (needs {end + crc_len - start} bytes, has {len(data) - start})")
+    if checked and _crc_bytes(data[start:end]) != data[end:end + 4]:
+        raise TokenboundError(f"{_WHAT}: CRC32 mismatch (corrupted data)")
+    # Check the header's internal consistency (the only defence when there is no CRC).
+    gaps, counts = pairs[0::2], pairs[1::2] + 1
+    present = np.cumsum(gaps + 1) - 1
+    if (r and present[-1] >= k) or int(counts.sum()) != n or (r <= 1 and nwords):
+        raise TokenboundError(f"{_WHAT}: inconsistent header (symbols/counts do not match K={k}, n={n})")
+    if r == 0:
+        return np.zeros(0, dtype=np.int64), end + crc_len, checked
+    if r == 1:
+        return np.full(n, present[0], dtype=np.int64), end + crc_len, checked
+    words = np.frombuffer(data, dtype="<u4", count=nwords, offset=offset).astype(np.uint32)
+    coder = constriction.stream.stack.AnsCoder(words)
+    model = _categorical(counts)
+    try:
+        out = np.empty(n, dtype=np.int64)
+    except (MemoryError, ValueError):
+        raise TokenboundError(f"{_WHAT}: header claims {n} symbols (corrupted?)") from None
+    decoded_counts = np.zeros(r, dtype=np.int64)
+    identity = int(present[-1]) == r - 1  # every symbol of [0, K) present: no remapping needed
+    try:
+        for pos in range(0, n, CHUNK):
+            compact = coder.decode(model, min(CHUNK, n - pos))
+            decoded_counts += np.bincount(compact, minlength=r)
+            out[pos:pos + compact.size] = compact if identity else present[compact]
+    except Exception as e:  # constriction raises on exhausted/invalid data
+        raise TokenboundError(f"{_WHAT}: payload does not decode ({e})") from None
+    # Belt and braces behind the CRC: the decoded stream must reproduce the header's counts exactly.
+    if not coder.is_empty() or not np.array_equal(decoded_counts, counts):
+        raise TokenboundError(f"{_WHAT}: decoded symbols do not match the header (corrupted?)")
+    return out, end + crc_len, checked
+
+
+def decode_symbols(data: bytes) -> np.ndarray:
+    """Exact inverse of ``encode_symbols`` (int64 array); any corruption raises TokenboundError."""
+    out, end = decode_symbols_from(data, 0)
+    if end != len(data):
+        raise TokenboundError(f"{_WHAT}: {len(data) - end} trailing bytes after the stream")
+    return out
+
+
+# -- unbounded non-negative integers -------------------------------------------------------------------------
+def encode_integers(values, *, checksum: bool = True) -> bytes:
+    """Code non-negative integers (< 2^62): bucket b = bitlength(v+1) − 1 entropy coded, then b raw bits.
+
+    Self-delimiting: symbol stream of buckets | varint(#mantissa bytes) | mantissa bytes | CRC32 (the CRC
+    only with `checksum`, which the bucket stream's version byte records).
+    """
+    v = np.asarray(values, dtype=np.int64).reshape(-1)
+    if v.size and (v.min() < 0 or v.max() >= 1 << 62):
+        raise TokenboundError("encode_integers: values must lie in [0, 2^62)")
+    w = (v + 1).astype(np.uint64)
+    buckets = _bit_length(w) - 1
+    mant = w - (np.uint64(1) << buckets.astype(np.uint64))
+    bits = _mantissa_bits(mant, buckets)
+    packed = np.packbits(bits).tobytes()
+    body = varint_encode([len(packed)]) + packed
+    return encode_symbols(buckets, 64, checksum=checksum) + body + (_crc_bytes(body) if checksum else b"")
+
+
+def decode_integers_from(data: bytes, offset: int = 0) -> tuple[np.ndarray, int]:
+    """Inverse of ``encode_integers`` starting at `offset`; returns (int64 values, offset after)."""
+    data = bytes(data)
+    buckets, offset, checked = _decode_symbols(data, offset)
+    body_start = offset
+    nbytes, offset = _read_varint(data, offset)
+    end = offset + nbytes
+    crc_len = 4 if checked else 0
+    if end + crc_len > len(data):
+        raise TokenboundError(f"{_WHAT}: truncated integer mantissas")
+    if checked and _crc_bytes(data[body_start:end]) != data[end:end + 4]:
+        raise TokenboundError(f"{_WHAT}: CRC32 mismatch in integer mantissas (corrupted data)")
+    total = int(buckets.sum())
+    if (total + 7) // 8 != nbytes:
+        raise TokenboundError(f"{_WHAT}: mantissa length does not match the buckets (corrupted?)")
+    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8, count=nbytes, offset=offset))
+    if bits[total:].any():
+        raise TokenboundError(f"{_WHAT}: non-zero padding bits (corrupted?)")
+    mant = np.zeros(buckets.size, dtype=np.uint64)
+    nz = np.flatnonzero(buckets > 0)
+    if nz.size:
+        b = buckets[nz]
+        starts = np.concatenate(([0], np.cumsum(b)[:-1]))
+        shifts = (np.repeat(b, b) - 1 - (np.arange(total) - np.repeat(starts, b))).astype(np.uint64)
+        mant[nz] = np.add.reduceat(bits[:total].astype(np.uint64) << shifts, starts)
+    w = (np.uint64(1) << buckets.astype(np.uint64)) + mant
+    return (w - np.uint64(1)).astype(np.int64), end + crc_len
+
+
+def decode_integers(data: bytes) -> np.ndarray:
+    out, end = decode_integers_from(data, 0)
+    if end != len(data):
+        raise TokenboundError(f"{_WHAT}: {len(data) - end} trailing bytes after the integers")
+    return out
+
+
+def _bit_length(w: np.ndarray) -> np.ndarray:
+    """Bit length of positive uint64 values (exact: float64 log2 is not, near powers of two)."""
+    out = np.zeros(w.shape, dtype=np.int64)
+    rest = w.copy()
+    for shift in (32, 16, 8, 4, 2, 1):
+        big = rest >= (np.uint64(1) << np.uint64(shift))
+        out[big] += shift
+        rest[big] >>= np.uint64(shift)
+    return out + (rest > 0)
+
+
+def _mantissa_bits(mant: np.ndarray, buckets: np.ndarray) -> np.ndarray:
+    """The low `b` bits of each value, most significant first, concatenated (uint8 0/1 array)."""
+    total = int(buckets.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.uint8)
+    nz = buckets > 0
+    b, m = buckets[nz], mant[nz]
+    starts = np.concatenate(([0], np.cumsum(b)[:-1]))
+    shifts = (np.repeat(b, b) - 1 - (np.arange(total) - np.repeat(starts, b))).astype(np.uint64)
+    return ((np.repeat(m, b) >> shifts) & np.uint64(1)).astype(np.uint8)
+
+
+# -- message lengths -----------------------------------------------------------------------------------------
+def prefix_free_bits(num_bits: int, self_delimiting: bool) -> int:
+    """Kraft-valid code length of a message: as is when self-delimiting, else plus its Elias-gamma length prefix."""
+    from ..bounds.prefix import elias_gamma_bits
+
+    return int(num_bits) if self_delimiting else int(num_bits) + elias_gamma_bits(max(int(num_bits), 1))
+
+
+def uniform_code_bits(n: int, alphabet_size: int) -> float:
+    """Bits of n symbols coded uniformly over K letters (the no-compression reference)."""
+    return n * math.log2(alphabet_size) if alphabet_size > 1 else 0.0

@@ -1,0 +1,331 @@
+"""Corpus readers (DESIGN §5): stream documents from a spec without holding the corpus in memory.
+
+Specs: ``stdlib`` / ``stdlib+tests`` (the interpreter's standard-library ``.py`` files), a text file or a
+directory of text files (``glob``), ``*.jsonl`` (``text_field``), ``*.parquet`` (``text_field``), and
+``tokens:FILE.npy`` (pre-tokenized ids, documents separated by ``eot``).
+
+Every reader yields `Document`s in a fixed order (sorted relative paths, file line/row order, array order),
+each with an `identity` that does not depend on position in the stream (relative path, jsonl line number
+(1-based), parquet row number (0-based), tokens: segment index (0-based)); the held-out split hashes it.
+A reader never decides policy: a document it cannot read comes back with `problem` set and `prepare`
+either raises or skips and counts it (``--skip-bad-files``).
+"""
+from __future__ import annotations
+
+import codecs
+import functools
+import json
+import platform
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from ..errors import TokenboundError
+
+STDLIB_TEST_DIRS = frozenset({"test", "tests", "idle_test"})
+INSTALLED_PACKAGE_DIRS = frozenset({"site-packages", "dist-packages"})
+TOKENS_CHUNK = 1 << 22  # ids scanned per step of a tokens: corpus (bounded memory)
+
+
+STREAM_FILE_BYTES = 1 << 25  # files larger than this are streamed, not read whole
+STREAM_BLOCK_BYTES = 1 << 24
+
+
+class DocumentProblem(Exception):
+    """A streamed document turned out unreadable part-way; the message names the file."""
+
+
+@dataclass
+class Document:
+    """One document. Exactly one of `text` (text corpora), `stream` (a huge text file: a function that
+    yields its text in pieces, raising DocumentProblem if it is unreadable) and `ids` (tokens: corpora) is
+    set, unless `problem` says why the document could not be read. `progress` is its share of
+    `Corpus.progress_total`."""
+
+    identity: str
+    text: str | None = None
+    ids: np.ndarray | None = None
+    problem: str | None = None
+    progress: int = 0
+    stream: Callable[[], Iterator[str]] | None = None
+
+
+class Corpus:
+    """Base class: `documents()` streams the corpus; `describe()` records what it was."""
+
+    spec: str
+    pretokenized = False
+    progress_unit = "B"
+
+    @property
+    def progress_total(self) -> int | None:
+        return None
+
+    def documents(self) -> Iterator[Document]:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"spec": self.spec}
+
+
+def _text_document(identity: str, data: bytes, where: str) -> Document:
+    try:
+        return Document(identity, text=data.decode("utf-8"), progress=len(data))
+    except UnicodeDecodeError as e:
+        return Document(identity, problem=f"{where}: not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})",
+                        progress=len(data))
+
+
+class TextFilesCorpus(Corpus):
+    """A text file (one document) or the files of a directory matching `glob` (one document each,
+    sorted by relative path). Hidden files and directories are ignored."""
+
+    def __init__(self, spec: str, root: Path, files: list[Path], description: dict):
+        self.spec, self.root, self.files, self._description = spec, root, files, description
+        self._total = sum(f.stat().st_size for f in files)
+
+    @classmethod
+    def from_path(cls, spec: str, path: Path, glob: str | None, exclude: Path | None = None) -> "TextFilesCorpus":
+        if path.is_file():
+            if glob is not None:
+                raise TokenboundError(f"--glob: only applies to a directory corpus, {path} is a file")
+            return cls(spec, path.parent, [path], {"spec": spec, "kind": "text_file"})
+        pattern = glob or "**/*"
+        files = _matching_files(path, pattern)
+        if exclude is not None:  # e.g. the output store of an earlier run inside the corpus directory
+            exclude = exclude.resolve()
+            files = [f for f in files if exclude not in f.resolve().parents]
+        if not files:
+            raise TokenboundError(f"--corpus {spec}: no files match --glob {pattern!r}")
+        return cls(spec, path, files, {"spec": spec, "kind": "text_directory", "glob": pattern})
+
+    @classmethod
+    def stdlib(cls, spec: str, include_tests: bool, glob: str | None) -> "TextFilesCorpus":
+        root = Path(sysconfig.get_paths()["stdlib"])
+        pattern = glob or "**/*.py"
+        files = [f for f in _matching_files(root, pattern)
+                 if not INSTALLED_PACKAGE_DIRS & set(f.relative_to(root).parts)
+                 and (include_tests or not STDLIB_TEST_DIRS & set(f.relative_to(root).parts[:-1]))]
+        if not files:
+            raise TokenboundError(f"--corpus {spec}: no standard-library files match --glob {pattern!r} in {root}")
+        return cls(spec, root, files, {"spec": spec, "kind": "stdlib", "root": str(root), "glob": pattern,
+                                       "include_tests": include_tests, "python": platform.python_version()})
+
+    @property
+    def progress_total(self) -> int:
+        return self._total
+
+    def documents(self) -> Iterator[Document]:
+        for f in self.files:
+            rel = f.relative_to(self.root).as_posix()
+            try:
+                size = f.stat().st_size
+                if size > STREAM_FILE_BYTES:
+                    yield Document(rel, stream=functools.partial(_stream_text, f), progress=size)
+                    continue
+                data = f.read_bytes()
+            except OSError as e:
+                yield Document(rel, problem=f"{f}: cannot read ({e.strerror})")
+                continue
+            yield _text_document(rel, data, str(f))
+
+    def describe(self) -> dict:
+        return {**self._description, "num_files": len(self.files)}
+
+
+def _stream_text(path: Path) -> Iterator[str]:
+    """The UTF-8 text of `path` in pieces of about STREAM_BLOCK_BYTES (bounded memory)."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+    offset = 0
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(STREAM_BLOCK_BYTES):
+                try:
+                    yield decoder.decode(block)
+                except UnicodeDecodeError as e:
+                    raise DocumentProblem(f"{path}: not valid UTF-8 (near offset {offset + e.start})") from None
+                offset += len(block)
+            try:
+                yield decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                raise DocumentProblem(f"{path}: not valid UTF-8 (truncated character at the end)") from None
+    except OSError as e:
+        raise DocumentProblem(f"{path}: cannot read ({e.strerror})") from None
+
+
+def _matching_files(root: Path, pattern: str) -> list[Path]:
+    try:
+        found = [p for p in root.glob(pattern) if p.is_file()
+                 and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+    except ValueError as e:  # e.g. an absolute or malformed pattern
+        raise TokenboundError(f"--glob {pattern!r}: {e}") from None
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+class JsonlCorpus(Corpus):
+    """One JSON object per line; the document is its `text_field` string. Blank lines are empty documents."""
+
+    def __init__(self, spec: str, path: Path, text_field: str):
+        self.spec, self.path, self.text_field = spec, path, text_field
+        self._total = path.stat().st_size
+
+    @property
+    def progress_total(self) -> int:
+        return self._total
+
+    def documents(self) -> Iterator[Document]:
+        with open(self.path, "rb") as f:
+            for lineno, raw in enumerate(f, start=1):
+                where = f"{self.path}:{lineno}"
+                if not raw.strip():
+                    yield Document(str(lineno), text="", progress=len(raw))
+                    continue
+                doc = _text_document(str(lineno), raw, where)
+                if doc.problem is None:
+                    doc.text, doc.problem = self._field(doc.text, where)
+                yield doc
+
+    def _field(self, line: str, where: str) -> tuple[str | None, str | None]:
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            return None, f"{where}: not valid JSON ({e.msg})"
+        if not isinstance(obj, dict) or self.text_field not in obj:
+            return None, f"{where}: no {self.text_field!r} field (--text-field)"
+        text = obj[self.text_field]
+        if text is None:
+            return "", None
+        if not isinstance(text, str):
+            return None, f"{where}: field {self.text_field!r} is a {type(text).__name__}, not a string"
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return None, f"{where}: field {self.text_field!r} holds a lone surrogate (not valid Unicode)"
+        return text, None
+
+    def describe(self) -> dict:
+        return {"spec": self.spec, "kind": "jsonl", "text_field": self.text_field}
+
+
+class ParquetCorpus(Corpus):
+    """The string column `text_field` of a Parquet file, one document per row, read in record batches."""
+
+    progress_unit = "doc"
+
+    def __init__(self, spec: str, path: Path, text_field: str):
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise TokenboundError(f"--corpus {spec}: reading Parquet needs pyarrow (pip install pyarrow)") from None
+        self.spec, self.path, self.text_field = spec, path, text_field
+        try:
+            self._file = pq.ParquetFile(path)
+        except (pa.ArrowException, OSError) as e:
+            raise TokenboundError(f"--corpus {spec}: not a Parquet file ({str(e).splitlines()[0]})") from None
+        schema = self._file.schema_arrow
+        if text_field not in schema.names:
+            raise TokenboundError(f"--corpus {spec}: no column {text_field!r} (--text-field); has {schema.names}")
+        kind = schema.field(text_field).type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            raise TokenboundError(f"--corpus {spec}: column {text_field!r} has type {kind}, expected string")
+
+    @property
+    def progress_total(self) -> int:
+        return self._file.metadata.num_rows
+
+    def documents(self) -> Iterator[Document]:
+        row = 0
+        for batch in self._file.iter_batches(batch_size=1024, columns=[self.text_field]):
+            for text in batch.column(0).to_pylist():
+                yield Document(str(row), text=text or "", progress=1)  # null counts as an empty document
+                row += 1
+
+    def describe(self) -> dict:
+        return {"spec": self.spec, "kind": "parquet", "text_field": self.text_field}
+
+
+class TokensCorpus(Corpus):
+    """A 1-D integer `.npy` of ids; documents are the segments between `eot` ids (a trailing segment
+    without eot is a document too). Identity = segment index, empty segments included."""
+
+    pretokenized = True
+    progress_unit = "tok"
+
+    def __init__(self, spec: str, path: Path, vocab_size: int | None, eot: int | None):
+        self.spec, self.path = spec, path
+        if vocab_size is None:
+            raise TokenboundError(f"--vocab-size: required for a tokens: corpus ({spec})")
+        if eot is None:
+            raise TokenboundError(f"--eot: required for a tokens: corpus ({spec})")
+        if vocab_size < 2 or vocab_size >= 2 ** 32:
+            raise TokenboundError(f"--vocab-size: must be in [2, 2^32), got {vocab_size}")
+        if not 0 <= eot < vocab_size:
+            raise TokenboundError(f"--eot: {eot} is outside the vocabulary [0, {vocab_size})")
+        self.vocab_size, self.eot = int(vocab_size), int(eot)
+        try:
+            self.ids = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise TokenboundError(f"{path}: not a readable .npy array ({str(e).splitlines()[0]})") from None
+        if self.ids.dtype.kind not in "iu":
+            raise TokenboundError(f"{path}: ids must be an integer array, got dtype {self.ids.dtype}")
+        if self.ids.ndim != 1:
+            raise TokenboundError(f"{path}: ids must be a 1-D array, got shape {self.ids.shape}")
+        self._check_range()
+
+    def _check_range(self) -> None:
+        for start in range(0, self.ids.shape[0], TOKENS_CHUNK):
+            chunk = np.asarray(self.ids[start:start + TOKENS_CHUNK])
+            bad = np.flatnonzero((chunk < 0) | (chunk >= self.vocab_size))
+            if bad.size:
+                i = int(bad[0])
+                raise TokenboundError(f"{self.path}: id {int(chunk[i])} at position {start + i} is outside the "
+                                      f"vocabulary [0, {self.vocab_size}) (--vocab-size)")
+
+    @property
+    def progress_total(self) -> int:
+        return int(self.ids.shape[0])
+
+    def documents(self) -> Iterator[Document]:
+        index, pending = 0, []  # pending: pieces of the segment that crosses chunk boundaries
+        for start in range(0, self.ids.shape[0], TOKENS_CHUNK):
+            chunk = np.asarray(self.ids[start:start + TOKENS_CHUNK]).astype(np.int64)
+            cut = 0
+            for e in np.flatnonzero(chunk == self.eot):
+                pending.append(chunk[cut:e])
+                ids = np.concatenate(pending)
+                yield Document(str(index), ids=ids, progress=ids.size + 1)
+                index, pending, cut = index + 1, [], int(e) + 1
+            pending.append(chunk[cut:])
+        if pending and sum(p.size for p in pending):
+            ids = np.concatenate(pending)
+            yield Document(str(index), ids=ids, progress=ids.size)
+
+    def describe(self) -> dict:
+        return {"spec": self.spec, "kind": "tokens", "vocab_size": self.vocab_size, "eot": self.eot}
+
+
+def open_corpus(spec: str, *, glob: str | None = None, text_field: str = "text", vocab_size: int | None = None,
+                eot: int | None = None, include_tests: bool = False, exclude: Path | None = None) -> Corpus:
+    """Parse a corpus spec and open it (checks that it exists and is non-empty where that is cheap).
+    Files under `exclude` (the output directory) are never part of a directory corpus."""
+    if spec in ("stdlib", "stdlib+tests"):
+        return TextFilesCorpus.stdlib(spec, include_tests or spec == "stdlib+tests", glob)
+    if spec.startswith("tokens:"):
+        path = Path(spec[len("tokens:"):])
+        if not path.is_file():
+            raise TokenboundError(f"--corpus {spec}: no such file")
+        return TokensCorpus(spec, path, vocab_size, eot)
+    path = Path(spec)
+    if not path.exists():
+        raise TokenboundError(f"--corpus {spec}: no such file or directory")
+    if path.is_file() and path.stat().st_size == 0:
+        raise TokenboundError(f"--corpus {spec}: empty file")
+    if path.is_file() and path.suffix == ".jsonl":
+        return JsonlCorpus(spec, path, text_field)
+    if path.is_file() and path.suffix == ".parquet":
+        return ParquetCorpus(spec, path, text_field)
+    return TextFilesCorpus.from_path(spec, path, glob, exclude)

@@ -1,0 +1,284 @@
+"""`tokenbound prepare`: corpus + tokenizer -> TokenStore (+ held-out `val/` store) (DESIGN §4–§6).
+
+Two streaming passes over the corpus at most:
+1. (`bpe:N` only) train the BPE on the *training* documents, in corpus order, up to `bpe_train_max_bytes`
+   of UTF-8 text (the cap bounds memory and time; it is recorded in the manifest).
+2. Encode every document (batches encoded in a background thread by the Rust tokenizer, which uses all
+   cores, while the main thread reads the next batch; output order = corpus order) and append it, followed
+   by eot, to the train or the val store according to `split.is_held_out`.
+Everything is written inside `atomic_output_dir`: on any error nothing is left behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..artifacts import atomic_output_dir, sha256_bytes
+from ..errors import TokenboundError
+from .chunking import cuttable, safe_parts
+from .corpus import Corpus, Document, DocumentProblem, open_corpus
+from .split import SPLIT_RULE, check_val_fraction, is_held_out
+from .store import TokenStore
+from .tokenizers import (HFTokenizer, TextTokenizer, build_tokenizer, check_tokenizer_spec, parse_bpe_size,
+                         train_bpe)
+from .writer import StoreWriter
+
+BPE_TRAIN_MAX_BYTES = 1 << 27   # 128 MiB of training text fed to the BPE trainer at most
+BATCH_BYTES = 1 << 22           # ~4 MiB of text per encode batch
+BATCH_DOCS = 4096
+MAX_PROBLEM_EXAMPLES = 10
+UNREADABLE = b"\0unreadable"  # stands for an unreadable document's content in the corpus hash
+
+
+@dataclass
+class _Tally:
+    """What pass 2 saw, for the manifest (corpus-level, shared by the train and val stores)."""
+
+    documents: int = 0
+    empty: int = 0
+    bad: int = 0
+    bad_examples: list[str] = field(default_factory=list)
+    roundtrip_mismatches: dict[str, int] = field(default_factory=lambda: {"train": 0, "val": 0})
+    digest: "hashlib._Hash" = field(default_factory=hashlib.sha256)
+
+
+def _usable(doc: Document, skip_bad_files: bool, tally: _Tally | None) -> bool:
+    """Policy for one document: raise on a bad one (unless skipping), skip empty ones; count both."""
+    if doc.problem is not None:
+        if not skip_bad_files:
+            raise TokenboundError(f"{doc.problem} (use --skip-bad-files to skip such documents)")
+        if tally is not None:
+            tally.bad += 1
+            if len(tally.bad_examples) < MAX_PROBLEM_EXAMPLES:
+                tally.bad_examples.append(doc.problem)
+        return False
+    empty = doc.text == "" if doc.ids is None else doc.ids.size == 0
+    if empty and tally is not None:
+        tally.empty += 1
+    return not empty
+
+
+def _progress(corpus: Corpus, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=corpus.progress_total, unit=corpus.progress_unit, unit_scale=True, desc=desc,
+                disable=None, leave=False)
+
+
+def _bpe_training_texts(corpus: Corpus, seed: int, val_fraction: float, max_bytes: int, skip_bad_files: bool,
+                        stats: dict) -> Iterator[str]:
+    """Training documents' text in corpus order until `max_bytes`. Errors are stored in `stats["error"]`
+    and end the iteration, because an exception raised inside the Rust trainer would lose its type."""
+    try:
+        with _progress(corpus, "reading for BPE") as bar:
+            for doc in corpus.documents():
+                bar.update(doc.progress)
+                if not _usable(doc, skip_bad_files, None) or is_held_out(seed, doc.identity, val_fraction):
+                    continue
+                # A huge file arrives in safe parts (see chunking); if it turns out unreadable part-way and
+                # is skipped, the parts already seen stay in the BPE statistics (harmless: not held-out text).
+                parts = [doc.text] if doc.stream is None else safe_parts(doc.stream(), any_boundary=False)
+                try:
+                    for i, text in enumerate(parts):
+                        size = len(text.encode("utf-8"))
+                        if stats["bytes"] + size > max_bytes and stats["bytes"] > 0:
+                            stats["capped"] = True
+                            return
+                        stats["bytes"] += size
+                        stats["documents"] += i == 0  # documents the trainer saw (some only in part)
+                        yield text
+                except DocumentProblem as e:
+                    if not skip_bad_files:
+                        raise TokenboundError(f"{e} (use --skip-bad-files to skip such documents)") from None
+    except TokenboundError as e:
+        stats["error"] = e
+
+
+def _make_tokenizer(corpus: Corpus, spec: str | None, *, seed: int, val_fraction: float, eot: int | None,
+                    vocab_size: int | None, skip_bad_files: bool, max_bytes: int) -> tuple[TextTokenizer | None, dict]:
+    if corpus.pretokenized:
+        if spec not in (None, "none"):
+            raise TokenboundError(f"--tokenizer {spec}: a tokens: corpus is already tokenized; omit --tokenizer")
+        return None, {}
+    if spec in (None, "none"):
+        raise TokenboundError("--tokenizer: required for a text corpus (byte, bpe:N, hf:PATH or gguf:PATH)")
+    kind = check_tokenizer_spec(spec)
+    if kind in ("byte", "bpe") and eot is not None:
+        raise TokenboundError(f"--eot: only for tokens: corpora and hf:/gguf: tokenizers, not {spec}")
+    if kind in ("byte", "bpe") and vocab_size is not None:
+        raise TokenboundError(f"--vocab-size: only for tokens: corpora and hf:/gguf: tokenizers, not {spec}")
+    if kind != "bpe":
+        return build_tokenizer(spec, eot=eot, vocab_size=vocab_size), {}
+    n = parse_bpe_size(spec)
+    stats = {"bytes": 0, "documents": 0, "capped": False}
+    tok = train_bpe(_bpe_training_texts(corpus, seed, val_fraction, max_bytes, skip_bad_files, stats), n, spec)
+    if "error" in stats:
+        raise stats["error"]
+    if stats["documents"] == 0:
+        raise TokenboundError(f"--corpus {corpus.spec}: no non-empty training documents to train {spec} on")
+    return tok, {"bpe": {"train_max_bytes": max_bytes, "train_bytes": stats["bytes"],
+                         "train_documents": stats["documents"], "capped": stats["capped"],
+                         "trained_on": "training documents only (held-out excluded), in corpus order, up to "
+                                       "train_max_bytes of UTF-8 text",
+                         "tokenizer_ids": tok.num_ids}}
+
+
+def _encode(tok: TextTokenizer, texts: list[str]) -> tuple[list[np.ndarray], list[bool]]:
+    """Encode a batch; for HF tokenizers also check decode(encode(text)) == text per document."""
+    ids = tok.encode_batch(texts)
+    if isinstance(tok, HFTokenizer):
+        decoded = tok.decode_batch([a.tolist() for a in ids])
+        return ids, [d != t for d, t in zip(decoded, texts)]
+    return ids, [False] * len(texts)
+
+
+def _write_documents(corpus: Corpus, tok: TextTokenizer | None, train: StoreWriter, val: StoreWriter | None,
+                     seed: int, val_fraction: float, skip_bad_files: bool, tally: _Tally) -> None:
+    pending: deque[tuple[list[int], list[bool], Future]] = deque()
+
+    def drain(limit: int) -> None:
+        while len(pending) > limit:
+            sizes, held, fut = pending.popleft()
+            ids, mismatched = fut.result()
+            for part, writer in (("train", train), ("val", val)):
+                pick = [i for i, h in enumerate(held) if h == (part == "val")]
+                if pick:
+                    writer.add_documents([ids[i] for i in pick], sum(sizes[i] for i in pick))
+                    tally.roundtrip_mismatches[part] += sum(mismatched[i] for i in pick)
+
+    def flush(docs: list[Document], sizes: list[int], held: list[bool]) -> None:
+        if not docs:
+            return
+        if tok is None:
+            done: Future = Future()
+            done.set_result(([d.ids for d in docs], [False] * len(docs)))
+        else:
+            done = pool.submit(_encode, tok, [d.text for d in docs])
+        pending.append((sizes, held, done))
+        drain(limit=1)  # keep one batch encoding while the next one is read
+
+    with ThreadPoolExecutor(max_workers=1) as pool, _progress(corpus, "prepare") as bar:
+        docs, sizes, held, batch_bytes = [], [], [], 0
+        for doc in corpus.documents():
+            bar.update(doc.progress)
+            tally.documents += 1
+            if doc.stream is not None:  # a huge file: written in parts, after everything before it
+                flush(docs, sizes, held)
+                docs, sizes, held, batch_bytes = [], [], [], 0
+                drain(limit=0)
+                part = "val" if is_held_out(seed, doc.identity, val_fraction) else "train"
+                _write_streamed(doc, tok, train if part == "train" else val, part, skip_bad_files, tally)
+                continue
+            content = doc.text.encode("utf-8") if doc.text is not None else \
+                doc.ids.astype("<i8").tobytes() if doc.ids is not None else UNREADABLE
+            tally.digest.update(f"{doc.identity}\0{hashlib.sha256(content).hexdigest()}\n".encode())
+            if not _usable(doc, skip_bad_files, tally):
+                continue
+            docs.append(doc)
+            sizes.append(len(content) if doc.text is not None else 0)  # num_bytes counts text only
+            held.append(is_held_out(seed, doc.identity, val_fraction))
+            batch_bytes += len(content)
+            if batch_bytes >= BATCH_BYTES or len(docs) >= BATCH_DOCS:
+                flush(docs, sizes, held)
+                docs, sizes, held, batch_bytes = [], [], [], 0
+        flush(docs, sizes, held)
+        drain(limit=0)
+
+
+def _write_streamed(doc: Document, tok: TextTokenizer, writer: StoreWriter, part: str, skip_bad_files: bool,
+                    tally: _Tally) -> None:
+    """Encode and write one huge document in parts (bounded memory, parts encoded in parallel). Byte and
+    BPE ids are cut-invariant at safe boundaries; other tokenizers get the whole text at once."""
+    sha = hashlib.sha256()
+    writer.open_document()
+    try:
+        pieces = doc.stream()
+        parts = safe_parts(pieces, any_boundary=tok.spec == "byte") if cuttable(tok.spec) else iter(["".join(pieces)])
+        group: list[str] = []
+        mismatched = False
+        for text in itertools.chain(parts, [None]):
+            if text is not None:
+                group.append(text)
+            if group and (text is None or sum(map(len, group)) >= BATCH_BYTES):
+                ids, bad = _encode(tok, group)
+                data = [t.encode("utf-8") for t in group]
+                for d in data:
+                    sha.update(d)
+                writer.add_piece(np.concatenate(ids), sum(map(len, data)))
+                mismatched |= any(bad)
+                group = []
+    except DocumentProblem as e:
+        writer.discard_document()
+        tally.digest.update(f"{doc.identity}\0{hashlib.sha256(UNREADABLE).hexdigest()}\n".encode())
+        _usable(Document(doc.identity, problem=str(e)), skip_bad_files, tally)  # raises unless skipping
+        return
+    tally.digest.update(f"{doc.identity}\0{sha.hexdigest()}\n".encode())
+    if writer.open_document_tokens == 0:
+        writer.discard_document()
+        tally.empty += 1
+        return
+    writer.close_document()
+    tally.roundtrip_mismatches[part] += int(mismatched)
+
+
+def prepare(corpus: str, tokenizer: str | None, out: Path, *, val_fraction: float = 0.0, seed: int = 0,
+            glob: str | None = None, text_field: str = "text", vocab_size: int | None = None,
+            eot: int | None = None, force: bool = False, skip_bad_files: bool = False, include_tests: bool = False,
+            bpe_train_max_bytes: int = BPE_TRAIN_MAX_BYTES) -> tuple[TokenStore, TokenStore | None]:
+    """Tokenize `corpus` with `tokenizer` into a TokenStore at `out`; with `val_fraction` > 0 the held-out
+    documents go to `out/val` (a second TokenStore, possibly empty). Prints nothing; returns the stores.
+
+    Invariants: every stored document is non-empty and followed by eot; decoding a document's ids gives
+    back its text exactly (byte/bpe); train and val hold disjoint documents and together all usable ones.
+    """
+    out = Path(out)
+    val_fraction = check_val_fraction(val_fraction)
+    if out.exists() and not force:
+        raise TokenboundError(f"--out {out}: already exists (use --force to overwrite)")
+    src = open_corpus(corpus, glob=glob, text_field=text_field, vocab_size=vocab_size, eot=eot,
+                      include_tests=include_tests, exclude=out)
+    # The stdlib ships deliberately undecodable test fixtures: they are skipped and counted, not the user's fault.
+    skip_bad_files = skip_bad_files or src.describe().get("kind") == "stdlib"
+    tok, tok_extra = _make_tokenizer(src, tokenizer, seed=seed, val_fraction=val_fraction, eot=eot,
+                                     vocab_size=vocab_size, skip_bad_files=skip_bad_files,
+                                     max_bytes=bpe_train_max_bytes)
+    vocab = tok.vocab_size if tok else src.vocab_size
+    eot_id = tok.eot if tok else src.eot
+    tally = _Tally()
+    with atomic_output_dir(out, force=force) as tmp:
+        train = StoreWriter(tmp, vocab, eot_id)
+        val = StoreWriter(tmp / "val", vocab, eot_id) if val_fraction > 0 else None
+        try:
+            _write_documents(src, tok, train, val, seed, val_fraction, skip_bad_files, tally)
+        finally:
+            for w in (train, val):
+                if w is not None:
+                    w.close()
+        if train.num_documents == 0:
+            what = "all non-empty documents were held out" if val and val.num_documents else "no non-empty documents"
+            raise TokenboundError(f"--corpus {corpus}: empty training store ({what})")
+        source = {**src.describe(), "sha256": tally.digest.hexdigest(), "documents": tally.documents,
+                  "skipped_empty_documents": tally.empty, "skipped_bad_documents": tally.bad,
+                  "bad_document_examples": tally.bad_examples, "skip_bad_files": skip_bad_files}
+        tok_json = tok.to_json() if tok else None
+        for part, writer in (("train", train), ("val", val)):
+            if writer is None:
+                continue
+            extra = {"split": {"part": part, "val_fraction": val_fraction, "seed": seed, "rule": SPLIT_RULE},
+                     "tokenizer_sha256": sha256_bytes(tok_json.encode()) if tok_json else None, **tok_extra}
+            if isinstance(tok, HFTokenizer):
+                extra["roundtrip_mismatched_documents"] = tally.roundtrip_mismatches[part]
+            writer.finish(tokenizer_spec=tok.spec if tok else None, tokenizer_json=tok_json, source=source,
+                          count_bytes=tok is not None, extra=extra)
+    train_store = TokenStore.open(out)
+    return train_store, (train_store.val if val_fraction > 0 else None)
+
+
+__all__ = ["prepare", "BPE_TRAIN_MAX_BYTES"]

@@ -1,0 +1,279 @@
+"""Tokenizers for `prepare` and for decoding a TokenStore (DESIGN §5; specs `byte`, `bpe:N`, `hf:PATH`, `gguf:PATH`).
+
+Every tokenizer here is *exact* on text: ``decode(encode(text)) == text`` for any ``str`` (byte-level
+tokenizers; for ``hf:``/``gguf:`` this holds when the foreign tokenizer is lossless, and `prepare`
+counts the documents where it is not). The end-of-text id ``eot`` is never produced from text: a
+literal ``<|endoftext|>`` inside a document is encoded as ordinary text, so a document boundary in a
+stream can only come from `prepare` itself.
+
+Invariants: ``0 <= eot < vocab_size`` and every id that ``encode`` returns is ``< vocab_size``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Iterator, Protocol
+
+import numpy as np
+
+from ..errors import TokenboundError
+
+EOT_TOKEN = "<|endoftext|>"
+BYTE_VOCAB_SIZE = 257  # 256 byte values + eot
+BYTE_EOT = 256
+MAX_VOCAB_SIZE = 2 ** 32  # ids must fit in uint32 (DESIGN §4)
+
+
+class TextTokenizer(Protocol):
+    """What `prepare` and `TokenStore.decode` need from a tokenizer."""
+
+    spec: str
+    vocab_size: int
+    eot: int
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Iterable[int]) -> str: ...
+
+    def encode_batch(self, texts: list[str]) -> list[np.ndarray]: ...
+
+    def to_json(self) -> str | None: ...
+
+
+class ByteTokenizer:
+    """UTF-8 bytes as ids 0..255, eot = 256, V = 257."""
+
+    spec = "byte"
+    vocab_size = BYTE_VOCAB_SIZE
+    eot = BYTE_EOT
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
+        return [np.frombuffer(t.encode("utf-8"), dtype=np.uint8) for t in texts]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Bytes back to text; eot carries no text and is dropped. A cut through a multi-byte character
+        (e.g. a window that starts mid-character) decodes to U+FFFD rather than failing."""
+        ids = [int(i) for i in ids]
+        bad = [i for i in ids if not 0 <= i <= BYTE_EOT]
+        if bad:
+            raise TokenboundError(f"byte tokenizer: id {bad[0]} is outside [0, {BYTE_VOCAB_SIZE})")
+        return bytes(i for i in ids if i != BYTE_EOT).decode("utf-8", errors="replace")
+
+    def to_json(self) -> str:
+        """An equivalent Hugging Face tokenizer.json (ids 0..255 = bytes, 256 = eot), so that other tools
+        can read a byte-level store; `load_store_tokenizer` still uses this class for `byte` stores."""
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+        alphabet = _byte_level_alphabet()
+        tok = Tokenizer(models.BPE(vocab={alphabet[b]: b for b in range(256)}, merges=[]))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        tok.decoder = decoders.ByteLevel()
+        tok.add_special_tokens([EOT_TOKEN])
+        assert tok.token_to_id(EOT_TOKEN) == BYTE_EOT
+        return tok.to_str()
+
+
+def _byte_level_alphabet() -> dict[int, str]:
+    """GPT-2's byte -> printable character map used by the ByteLevel pre-tokenizer."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) \
+        + list(range(ord("®"), ord("ÿ") + 1))
+    mapping, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            mapping[b] = chr(b)
+        else:
+            mapping[b] = chr(256 + extra)
+            extra += 1
+    return mapping
+
+
+class HFTokenizer:
+    """A Hugging Face `tokenizers.Tokenizer` with a fixed eot id and vocabulary size."""
+
+    def __init__(self, tokenizer, spec: str, eot: int, vocab_size: int):
+        # Text that spells a special token (e.g. "<|endoftext|>") is encoded as text, never as that token.
+        tokenizer.encode_special_tokens = True
+        self._tok = tokenizer
+        self.spec = spec
+        self.eot = int(eot)
+        self.vocab_size = int(vocab_size)
+        if not 0 <= self.eot < self.vocab_size:
+            raise TokenboundError(f"{spec}: eot id {self.eot} is outside the vocabulary [0, {self.vocab_size})")
+        if self.num_ids > self.vocab_size:
+            raise TokenboundError(f"{spec}: tokenizer has {self.num_ids} ids, more than the vocabulary size "
+                                  f"{self.vocab_size}")
+
+    @classmethod
+    def from_json(cls, text: str, spec: str, eot: int, vocab_size: int) -> "HFTokenizer":
+        from tokenizers import Tokenizer
+
+        return cls(Tokenizer.from_str(text), spec, eot, vocab_size)
+
+    @property
+    def num_ids(self) -> int:
+        """Ids the tokenizer itself defines (<= vocab_size; fewer when a BPE ran out of merges)."""
+        return self._tok.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
+        # Rust-side parallel over all cores, output in input order (deterministic).
+        encs = self._tok.encode_batch_fast(texts, add_special_tokens=False)
+        return [np.asarray(e.ids, dtype=np.int64) for e in encs]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def decode_batch(self, batch: list[list[int]]) -> list[str]:
+        return self._tok.decode_batch(batch, skip_special_tokens=False)
+
+    def to_json(self) -> str:
+        return self._tok.to_str()
+
+    def token_to_id(self, token: str) -> int | None:
+        return self._tok.token_to_id(token)
+
+
+# -- specs ------------------------------------------------------------------------------------------------
+
+def parse_bpe_size(spec: str) -> int:
+    """N from `bpe:N`; 257 <= N < 2^32 (256 bytes + eot must fit; ids must fit in uint32)."""
+    text = spec.split(":", 1)[1]
+    try:
+        n = int(text)
+    except ValueError:
+        raise TokenboundError(f"--tokenizer {spec}: N must be an integer, got {text!r}") from None
+    if n < BYTE_VOCAB_SIZE:
+        raise TokenboundError(f"--tokenizer {spec}: N must be >= {BYTE_VOCAB_SIZE} (256 bytes + eot), got {n}")
+    if n >= MAX_VOCAB_SIZE:
+        raise TokenboundError(f"--tokenizer {spec}: N must be < 2^32, got {n}")
+    return n
+
+
+def check_tokenizer_spec(spec: str) -> str:
+    """Validate the form of a tokenizer spec before any work is done; returns its kind."""
+    kind, sep, _ = spec.partition(":")
+    if spec == "byte":
+        return "byte"
+    if kind in ("bpe", "hf", "gguf") and not sep:
+        raise TokenboundError(f"--tokenizer {spec}: expected {kind}:{'N' if kind == 'bpe' else 'PATH'}")
+    if kind == "bpe":
+        parse_bpe_size(spec)
+        return "bpe"
+    if kind in ("hf", "gguf"):
+        path = Path(spec.split(":", 1)[1])
+        if not path.exists():
+            raise TokenboundError(f"--tokenizer {spec}: no such file or directory")
+        return kind
+    raise TokenboundError(f"--tokenizer {spec}: unknown spec (expected byte, bpe:N, hf:PATH or gguf:PATH)")
+
+
+def train_bpe(texts: Iterator[str], vocab_size: int, spec: str) -> HFTokenizer:
+    """Train a byte-level BPE of exactly `vocab_size` ids (eot `<|endoftext|>` is id 0, then the 256 byte
+    symbols, then merges). If the text supports fewer merges the tokenizer has fewer ids, but V stays N."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOT_TOKEN], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    return HFTokenizer(tok, spec, eot=tok.token_to_id(EOT_TOKEN), vocab_size=vocab_size)
+
+
+def _eos_from_config(directory: Path) -> str | None:
+    cfg = directory / "tokenizer_config.json"
+    if not cfg.exists():
+        return None
+    try:
+        eos = json.loads(cfg.read_text()).get("eos_token")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        raise TokenboundError(f"{cfg}: not a valid tokenizer_config.json") from None
+    return eos.get("content") if isinstance(eos, dict) else eos
+
+
+def load_hf_tokenizer(spec: str, eot: int | None = None, vocab_size: int | None = None) -> HFTokenizer:
+    """`hf:PATH`: a tokenizer.json (or a directory holding one). eot: `--eot`, else the token
+    `<|endoftext|>`, else the eos token named in a sibling tokenizer_config.json."""
+    from tokenizers import Tokenizer
+
+    path = Path(spec.split(":", 1)[1])
+    file = path / "tokenizer.json" if path.is_dir() else path
+    if not file.is_file():
+        raise TokenboundError(f"--tokenizer {spec}: no tokenizer.json found")
+    try:
+        tok = Tokenizer.from_file(str(file))
+    except Exception as e:  # the Rust side raises a bare Exception on malformed files
+        raise TokenboundError(f"--tokenizer {spec}: not a Hugging Face tokenizer.json ({str(e).splitlines()[0]})") \
+            from None
+    if eot is None:
+        eot = tok.token_to_id(EOT_TOKEN)
+    if eot is None:
+        eos = _eos_from_config(file.parent)
+        eot = tok.token_to_id(eos) if eos else None
+    if eot is None:
+        raise TokenboundError(f"--tokenizer {spec}: no {EOT_TOKEN} or eos token found; pass --eot ID")
+    return HFTokenizer(tok, spec, eot, _vocab_size(tok, vocab_size, spec))
+
+
+def load_gguf_tokenizer(spec: str, eot: int | None = None, vocab_size: int | None = None) -> HFTokenizer:
+    """`gguf:PATH`: the tokenizer inside a GGUF model file, converted by transformers to a fast tokenizer.
+    eot is the model's eos token unless `--eot` overrides it."""
+    path = Path(spec.split(":", 1)[1])
+    if not path.is_file():
+        raise TokenboundError(f"--tokenizer {spec}: not a file")
+    try:
+        from transformers import AutoTokenizer
+
+        hf = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    except ImportError as e:
+        raise TokenboundError(f"--tokenizer {spec}: needs transformers and gguf ({e})") from None
+    except Exception as e:  # transformers raises many types on unsupported or corrupt GGUF files
+        raise TokenboundError(f"--tokenizer {spec}: cannot read its tokenizer ({str(e).splitlines()[0]})") from None
+    backend = getattr(hf, "backend_tokenizer", None)
+    if backend is None:
+        raise TokenboundError(f"--tokenizer {spec}: transformers gave no fast tokenizer for this file")
+    if eot is None:
+        eot = hf.eos_token_id
+    if eot is None:
+        raise TokenboundError(f"--tokenizer {spec}: the model names no eos token; pass --eot ID")
+    return HFTokenizer(backend, spec, eot, _vocab_size(backend, vocab_size, spec))
+
+
+def _vocab_size(tok, override: int | None, spec: str) -> int:
+    n = tok.get_vocab_size(with_added_tokens=True)
+    if override is None:
+        return n
+    if override < n:
+        raise TokenboundError(f"--vocab-size {override}: smaller than the {n} ids of --tokenizer {spec}")
+    return override
+
+
+def build_tokenizer(spec: str, *, eot: int | None = None, vocab_size: int | None = None) -> TextTokenizer:
+    """A ready tokenizer for every spec except `bpe:N`, which must be trained (see `train_bpe`)."""
+    kind = check_tokenizer_spec(spec)
+    if kind == "byte":
+        return ByteTokenizer()
+    if kind == "hf":
+        return load_hf_tokenizer(spec, eot, vocab_size)
+    if kind == "gguf":
+        return load_gguf_tokenizer(spec, eot, vocab_size)
+    raise ValueError(f"{spec} must be trained, use train_bpe")
+
+
+def load_store_tokenizer(store) -> TextTokenizer | None:
+    """The tokenizer that produced `store`'s ids (from its manifest spec and tokenizer.json), or None."""
+    spec = store.manifest.get("tokenizer")
+    if spec is None:
+        return None
+    if spec == "byte":
+        return ByteTokenizer()
+    file = Path(store.path) / "tokenizer.json"
+    if not file.exists():
+        return None
+    return HFTokenizer.from_json(file.read_text(), spec, store.eot, store.vocab_size)

@@ -1,0 +1,109 @@
+"""`tokenbound demo`: the main job, end to end on the default corpus (DESIGN §1).
+
+prepare (stdlib, BPE) → train a compressed GPT for a few minutes → quantize + entropy-code it → certify it
+(token level, document-level baseline, held-out) → Markov-chain baselines of order 1–3 on the same tokens →
+report (Markdown + PNG) → print the table.
+
+Every stage writes its artifact under OUT and is skipped when that artifact already exists, so an interrupted
+demo resumes where it stopped (training itself resumes from its checkpoint).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .artifacts import MANIFEST
+from .errors import TokenboundError
+
+
+@dataclass
+class DemoConfig:
+    corpus: str = "stdlib"
+    tokenizer: str = "bpe:8192"
+    val_fraction: float = 0.05
+    preset: str = "demo"
+    layers: str = "attn=dense,mlp=dense,head=dense"
+    train_minutes: float = 4.0
+    compress_method: str = "quant:levels=7"
+    samples: int = 10_000
+    doc_samples: int = 200
+    markov_orders: tuple[int, ...] = (1, 2, 3)
+    seed: int = 0
+    device: str = "cpu"
+
+
+def _log(msg: str) -> None:
+    print(f"[demo] {msg}", file=sys.stderr, flush=True)
+
+
+def _done(path: Path) -> bool:
+    return (path / MANIFEST).exists() if path.suffix != ".json" else path.exists()
+
+
+def demo(out: Path = Path("demo_out"), *, minutes: float | None = None, cfg: DemoConfig | None = None,
+         progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) the demo under `out`; return {"table": markdown, "certificates": {...}, "seconds": ...}."""
+    from .coding.compress import compress
+    from .data.prepare import prepare
+    from .evaluate.bound import bound, summary_lines
+    from .models.markov import fit_store
+    from .report import write_report
+    from .train.checkpoint import work_dir_for
+    from .train.trainer import train
+
+    cfg = cfg or DemoConfig()
+    if minutes is not None:
+        if minutes <= 0:
+            raise TokenboundError(f"--minutes: must be > 0, got {minutes}")
+        cfg.train_minutes = float(minutes)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    data, run, comp = out / "data", out / "run", out / "compressed"
+    certs = out / "certificates"
+    timings: dict[str, float] = {}
+
+    def stage(name: str, target: Path, fn) -> None:
+        if _done(target):
+            _log(f"{name}: {target} exists, skipped")
+            return
+        _log(f"{name} ...")
+        t = time.time()
+        fn()
+        timings[name] = round(time.time() - t, 1)
+        _log(f"{name}: done in {timings[name]} s")
+
+    stage("prepare", data, lambda: prepare(cfg.corpus, cfg.tokenizer, data, val_fraction=cfg.val_fraction,
+                                           seed=cfg.seed))
+    stage("train", run, lambda: train(data, run, preset=cfg.preset, layers=cfg.layers,
+                                      max_minutes=cfg.train_minutes, seed=cfg.seed, device=cfg.device,
+                                      progress=progress, resume=work_dir_for(run).exists()))
+    stage("compress", comp, lambda: compress("run", run, cfg.compress_method, comp, data=data, seed=cfg.seed,
+                                             device=cfg.device, progress=progress))
+    names: dict[str, str] = {}
+    gpt_cert = certs / "gpt.json"
+    stage("bound (token level + document level)", gpt_cert,
+          lambda: bound(comp, data, gpt_cert, samples=cfg.samples, doc_samples=cfg.doc_samples, seed=cfg.seed,
+                        device=cfg.device, progress=progress))
+    names[str(gpt_cert)] = f"GPT {cfg.preset} ({cfg.compress_method})"
+    held = certs / "gpt-heldout.json"
+    stage("bound (held-out)", held, lambda: bound(comp, data, held, samples=cfg.samples, heldout=True,
+                                                  seed=cfg.seed, device=cfg.device, progress=progress))
+    names[str(held)] = f"GPT {cfg.preset} (held-out)"
+    for k in cfg.markov_orders:
+        mdir, mcert = out / f"markov-{k}", certs / f"markov-{k}.json"
+        stage(f"markov order {k}", mdir, lambda: fit_store(data, k, mdir))
+        stage(f"bound markov order {k}", mcert, lambda: bound(mdir, data, mcert, samples=cfg.samples,
+                                                             seed=cfg.seed, progress=progress))
+        names[str(mcert)] = f"Markov order {k}"
+    cert_paths = [gpt_cert, held] + [certs / f"markov-{k}.json" for k in cfg.markov_orders]
+    table = write_report(cert_paths, out / "report.md", title="tokenbound demo", names=names)
+
+    from .artifacts import read_json
+
+    headline = read_json(gpt_cert)
+    return {"table": table, "headline": summary_lines(headline), "certificates": [str(p) for p in cert_paths],
+            "report": str(out / "report.md"), "timings": timings, "seconds": round(time.time() - started, 1)}

@@ -1,0 +1,158 @@
+"""Run directories and checkpoints (DESIGN §4): safetensors for tensors, JSON for everything else.
+
+A run is built in a work directory ``RUN.partial`` next to ``RUN`` and renamed to ``RUN`` only when training
+ends, so ``RUN`` is never half-written; an interrupted run leaves ``RUN.partial`` (with its last checkpoint)
+for ``--resume``. Layout of a finished run:
+
+- ``config.json``        ``{"model": GPTConfig, "train": TrainConfig, "data": {...}}``
+- ``model.safetensors``  the coded state only (requires_grad parameters); frozen parts regenerate from the seed
+- ``train_log.jsonl``    one JSON object per logged step / validation
+- ``manifest.json``      kind tokenbound.run, data sha256, parameter counts, seed, final val bits/token, wall time
+- ``checkpoint/``        ``model.safetensors``, ``optimizer.safetensors`` (AdamW moments and step counters),
+                         ``state.json`` (step, elapsed time, optimizer hyperparameters) — for exact resume
+
+Invariant: resuming from ``checkpoint/`` at step k reproduces, bit for bit on the same device and software,
+the steps k, k+1, ... of the uninterrupted run (batches and dropout noise are functions of (seed, step)).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..artifacts import KIND_RUN, MANIFEST, atomic_output_dir, make_manifest, read_json, write_json
+from ..errors import TokenboundError
+from ..models.gpt import coded_state_dict, load_coded_state_dict
+
+CHECKPOINT = "checkpoint"
+LOG = "train_log.jsonl"
+
+
+def work_dir_for(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def _contiguous_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+
+
+def save_weights(path: Path, model: torch.nn.Module) -> None:
+    """The coded state of `model` as safetensors, written atomically."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    save_file(_contiguous_cpu(coded_state_dict(model)), str(tmp))
+    os.replace(tmp, path)
+
+
+def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    state: dict[str, Any]) -> None:
+    """Write ``run_dir/checkpoint`` (replacing any older one only once the new one is complete)."""
+    opt = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, pstate in opt["state"].items():
+        for key, value in pstate.items():
+            if torch.is_tensor(value):
+                tensors[f"{idx}.{key}"] = value
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    with atomic_output_dir(run_dir / CHECKPOINT, force=True) as tmp:
+        save_weights(tmp / "model.safetensors", model)
+        save_file(_contiguous_cpu(tensors), str(tmp / "optimizer.safetensors"))
+        write_json(tmp / "state.json", {**state, "optimizer_param_groups": opt["param_groups"],
+                                        "optimizer_scalars": scalars})
+
+
+def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Restore model and optimizer from ``run_dir/checkpoint``; return its state.json."""
+    ck = run_dir / CHECKPOINT
+    if not (ck / "state.json").exists():
+        raise TokenboundError(f"--resume: {run_dir} has no checkpoint to resume from")
+    state = read_json(ck / "state.json", "checkpoint state")
+    device = next(model.parameters()).device
+    load_coded_state_dict(model, load_file(str(ck / "model.safetensors"), device=str(device)))
+    tensors = load_file(str(ck / "optimizer.safetensors"), device=str(device))
+    opt_state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        idx, key = name.split(".", 1)
+        opt_state.setdefault(int(idx), {})[key] = value
+    for idx, extra in state.pop("optimizer_scalars").items():
+        opt_state.setdefault(int(idx), {}).update(extra)
+    groups = state.pop("optimizer_param_groups")
+    for g in groups:  # JSON turned tuples into lists
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+    try:
+        optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
+    except (ValueError, KeyError) as e:
+        raise TokenboundError(f"--resume: {ck}: optimizer state does not match the model ({e})") from None
+    return state
+
+
+def read_log(run_dir: Path, up_to_step: int | None = None) -> list[dict[str, Any]]:
+    """The log records of a run (those with step <= up_to_step when given)."""
+    path = run_dir / LOG
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in records if up_to_step is None or r.get("step", 0) <= up_to_step]
+
+
+def write_log(run_dir: Path, records: list[dict[str, Any]]) -> None:
+    from ..artifacts import write_bytes
+
+    write_bytes(run_dir / LOG, "".join(json.dumps(r) + "\n" for r in records).encode())
+
+
+def append_log(run_dir: Path, record: dict[str, Any]) -> None:
+    """Append one record (the work directory is private to this run until it is finalized)."""
+    with open(run_dir / LOG, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def finalize_run(work: Path, out: Path, model: torch.nn.Module, config: dict[str, Any],
+                 manifest_fields: dict[str, Any]) -> None:
+    """Write the weights, config and manifest into `work`, then move it to `out` (replacing an older run)."""
+    save_weights(work / "model.safetensors", model)
+    write_json(work / "config.json", config)
+    write_json(work / MANIFEST, make_manifest(KIND_RUN, **manifest_fields))
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(work, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(work, out)
+
+
+def resume_source(out: Path) -> Path:
+    """The run that ``--resume`` continues: the interrupted ``out.partial`` if any, else the finished `out`."""
+    work = work_dir_for(out)
+    for candidate in (work, out):
+        if (candidate / "config.json").exists():
+            return candidate
+    raise TokenboundError(f"--resume: neither {out} nor {work} holds a run")
+
+
+def prepare_work_dir(out: Path, resume: bool) -> Path:
+    """Create or reuse the work directory ``out.partial`` and return it.
+
+    Without resume, `out` and ``out.partial`` must not exist. With resume, an interrupted ``out.partial``
+    is continued in place; a finished `out` is copied to ``out.partial`` and continued (e.g. with more steps).
+    """
+    work = work_dir_for(out)
+    if not resume:
+        if out.exists():
+            raise TokenboundError(f"--out {out}: already exists (use --resume to continue it, or another --out)")
+        if work.exists():
+            raise TokenboundError(f"--out {out}: an interrupted run is in {work} (use --resume, or delete it)")
+        work.mkdir(parents=True)
+        return work
+    if resume_source(out) == out:
+        read_json(out / MANIFEST, "manifest.json")
+        shutil.copytree(out, work)
+    return work

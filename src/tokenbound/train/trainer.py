@@ -1,0 +1,262 @@
+"""`tokenbound train`: AdamW, warmup + cosine, clipping, accumulation, validation, checkpoints, DDP.
+
+Determinism: the batch rows of optimizer step k are drawn from (seed, k) and split into
+``world_size * grad_accum`` disjoint parts (rank r, micro-step a takes part ``r * grad_accum + a``), and the
+dropout RNG is reseeded from (seed, k, rank, micro-step) before each micro-step. Hence a resumed run repeats
+the uninterrupted one, and N processes with A micro-batches see the same rows as 1 process with N*A.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from .. import configs
+from ..data.store import TokenStore
+from ..artifacts import read_json, write_json
+from ..errors import TokenboundError
+from ..models.gpt import GPTConfig, build_model, derive_seed, parameter_counts
+from . import checkpoint as ckpt
+from . import distributed as D
+from .batches import batch_at, check_context, global_batch_starts, model_loss, windows_at
+from .schedule import learning_rate
+
+VAL_STEP_BASE = 1 << 40  # validation windows use steps >= 2**40 of the batch generator: disjoint from training
+
+
+def resolve_config(store: TokenStore, *, preset: str | None, config: Path | None, layers: str | None,
+                   subspace: int | None, seed: int, context: str | None) -> tuple[GPTConfig, configs.TrainConfig]:
+    """Model and training config from a preset or config file plus the command-line overrides."""
+    if (preset is None) == (config is None):
+        raise TokenboundError("--preset / --config: give exactly one of them")
+    base = configs.preset(preset) if preset is not None else configs.load_config_file(config)
+    model = dict(base["model"])
+    for key, value in (("vocab_size", store.vocab_size), ("eot", store.eot)):
+        if key in model and int(model[key]) != value:
+            raise TokenboundError(f"--config: model {key} {model[key]} differs from the store's {value}")
+        model[key] = value
+    model["seed"] = int(seed)
+    if layers is not None:
+        model["layers"] = layers
+    if subspace is not None:
+        model["subspace_dim"] = int(subspace)
+    if context is not None:
+        model["context"] = check_context(context)
+    return GPTConfig.from_dict(model), configs.TrainConfig.from_dict(base["train"])
+
+
+def make_optimizer(model: torch.nn.Module, tcfg: configs.TrainConfig, lr: float) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices (dim >= 2) only; biases, norms and 1-d vectors are not decayed."""
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in params if p.dim() >= 2]
+    no_decay = [p for n, p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": tcfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=(tcfg.beta1, tcfg.beta2),
+                             eps=1e-8, foreach=False)
+
+
+def _autocast(device: str):
+    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, val: TokenStore, cfg: GPTConfig, tcfg: configs.TrainConfig,
+             world: D.World) -> float:
+    """Mean validation loss in nats over a fixed set of windows (the same for every call, every run with this
+    seed and every world size); the rows are split across ranks and the sums reduced."""
+    was_training = model.training
+    model.eval()
+    total = count = 0.0
+    for i in range(tcfg.eval_batches):
+        starts = global_batch_starts(val.num_tokens, cfg.block_size, tcfg.batch_size, cfg.seed, VAL_STEP_BASE + i)
+        mine = np.array_split(starts, world.size)[world.rank]  # the same windows whatever the world size
+        if mine.size == 0:
+            continue
+        x, y, seg = windows_at(val, mine, cfg.block_size, cfg.context, world.device)
+        with _autocast(world.device):
+            loss = model_loss(model, x, y, seg)
+        total += float(loss) * y.numel()
+        count += y.numel()
+    total, count = D.all_reduce_sum(world, [total, count])
+    model.train(was_training)
+    return total / count
+
+
+def optimizer_step(ddp: torch.nn.Module, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                   store: TokenStore, cfg: GPTConfig, tcfg: configs.TrainConfig, world: D.World,
+                   step: int) -> tuple[float, float]:
+    """One optimizer step (``grad_accum`` micro-batches on this rank; DDP averages across ranks); returns this
+    rank's mean micro-batch loss in nats and the pre-clipping gradient norm. The caller sets the lr."""
+    step_loss = 0.0
+    for micro in range(tcfg.grad_accum):
+        part = world.rank * tcfg.grad_accum + micro
+        torch.manual_seed(derive_seed(cfg.seed, f"dropout:{step}:{part}"))
+        x, y, seg = batch_at(store, cfg.block_size, tcfg.batch_size, cfg.seed, step, cfg.context,
+                             world.device, part=part, num_parts=world.size * tcfg.grad_accum)
+        sync = micro == tcfg.grad_accum - 1 or not world.distributed
+        with (contextlib.nullcontext() if sync else ddp.no_sync()), _autocast(world.device):
+            loss = model_loss(ddp, x, y, seg)
+            (loss / tcfg.grad_accum).backward()
+        step_loss += float(loss.detach()) / tcfg.grad_accum
+    if not math.isfinite(step_loss):
+        raise TokenboundError(f"training diverged at step {step} (loss {step_loss}); lower the learning rate")
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip) if tcfg.grad_clip > 0 \
+        else torch.tensor(float("nan"))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return step_loss, float(grad_norm)
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True,
+                disable=None if enabled else True)
+
+
+def train(data: Path, out: Path, *, preset: str | None = None, config: Path | None = None, layers: str | None = None,
+          subspace: int | None = None, max_minutes: float | None = None, steps: int | None = None, seed: int = 0,
+          device: str = "cpu", resume: bool = False, progress: bool = True, context: str | None = None
+          ) -> dict[str, Any]:
+    """Train a GPT on the TokenStore `data` and write the Run directory `out`; returns the summary dict.
+
+    With ``resume``, the model and training configs come from the run being resumed; `steps` may raise
+    its total step count. `max_minutes` stops this invocation early (the run is still finalized and can be
+    resumed later); the schedule always spans the configured total steps.
+    """
+    world = D.setup(device)
+    try:
+        return _train(world, Path(data), Path(out), preset=preset, config=config, layers=layers, subspace=subspace,
+                      max_minutes=max_minutes, steps=steps, seed=seed, resume=resume, progress=progress,
+                      context=context)
+    finally:
+        D.teardown(world)
+
+
+def _train(world: D.World, data: Path, out: Path, *, preset, config, layers, subspace, max_minutes, steps, seed,
+           resume, progress, context) -> dict[str, Any]:
+    store = TokenStore.open(data)
+    work = ckpt.work_dir_for(out)
+    val = store.val
+    if max_minutes is not None and max_minutes <= 0:
+        raise TokenboundError(f"--max-minutes: must be positive, got {max_minutes}")
+    if resume:
+        source = ckpt.resume_source(out) / "config.json"
+        saved = configs.load_config_file(source)
+        preset = read_json(source).get("data", {}).get("preset")
+        if saved["model"].get("vocab_size") != store.vocab_size:
+            raise TokenboundError(f"--data {data}: vocabulary differs from the resumed run's")
+        cfg, tcfg = GPTConfig.from_dict(saved["model"]), configs.TrainConfig.from_dict(saved["train"])
+    else:
+        cfg, tcfg = resolve_config(store, preset=preset, config=config, layers=layers, subspace=subspace,
+                                   seed=seed, context=context)
+    if steps is not None:
+        if steps < 1:
+            raise TokenboundError(f"--steps: must be >= 1, got {steps}")
+        tcfg.steps = int(steps)
+    run_config = {"model": cfg.to_dict(), "train": tcfg.to_dict(),
+                  "data": {"path": str(data), "sha256": store.sha256, "world_size": world.size,
+                           "preset": preset}}
+    model = build_model(cfg).to(world.device)  # before touching the disk: a bad --layers leaves nothing behind
+    counts = parameter_counts(model)
+    if counts["coded"] == 0:
+        raise TokenboundError(f"--layers {cfg.layers}: the model has no trainable parameters")
+    if world.is_main:
+        ckpt.prepare_work_dir(out, resume)
+        if not resume:
+            ckpt.write_log(work, [])
+        write_json(work / "config.json", run_config)
+    D.barrier(world)
+
+    base_lr = tcfg.subspace_lr if cfg.subspace_dim and tcfg.subspace_lr else tcfg.lr
+    optimizer = make_optimizer(model, tcfg, base_lr)
+    state = {"step": 0, "elapsed_s": 0.0, "tokens": 0}
+    if resume:
+        state = ckpt.load_checkpoint(work, model, optimizer)
+    start_step = int(state["step"])
+    log = ckpt.read_log(work, start_step) if world.is_main else []
+    if world.is_main and resume:
+        ckpt.write_log(work, log)
+    ddp = DistributedDataParallel(model) if world.distributed else model
+    model.train()
+
+    tokens_per_step = tcfg.batch_size * tcfg.grad_accum * world.size * cfg.block_size
+    deadline = None if max_minutes is None else time.monotonic() + 60.0 * max_minutes
+    t0, elapsed0 = time.monotonic(), float(state["elapsed_s"])
+    bar = _progress(tcfg.steps, start_step, progress and world.is_main)
+    step, last_val, loss_sum, loss_n, t_log = start_step, None, 0.0, 0, time.monotonic()
+    try:
+        while step < tcfg.steps:
+            if D.broadcast_flag(world, deadline is not None and time.monotonic() > deadline):
+                break
+            lr = learning_rate(step, lr=base_lr, steps=tcfg.steps, warmup_steps=tcfg.warmup_steps,
+                               min_lr_ratio=tcfg.min_lr_ratio)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            step_loss, grad_norm = optimizer_step(ddp, model, optimizer, store, cfg, tcfg, world, step)
+            step += 1
+            state["tokens"] = int(state["tokens"]) + tokens_per_step
+            loss_sum += step_loss
+            loss_n += 1
+            bar.update(1)
+            if step % tcfg.log_interval == 0 or step == tcfg.steps:
+                mean_loss = D.all_reduce_sum(world, [loss_sum / loss_n])[0] / world.size
+                now = time.monotonic()
+                tok_s = loss_n * tokens_per_step / max(now - t_log, 1e-9)
+                record = {"step": step, "train_loss_bits": mean_loss / math.log(2), "lr": lr,
+                          "grad_norm": grad_norm, "tokens": state["tokens"], "tokens_per_s": tok_s,
+                          "elapsed_s": elapsed0 + now - t0}
+                bar.set_postfix(loss_bits=f"{record['train_loss_bits']:.3f}", tok_s=f"{tok_s:,.0f}")
+                if world.is_main:
+                    ckpt.append_log(work, record)
+                loss_sum, loss_n, t_log = 0.0, 0, now
+            if val is not None and (step % tcfg.eval_interval == 0 or step == tcfg.steps):
+                last_val = _validate(model, val, cfg, tcfg, world, work, step, elapsed0 + time.monotonic() - t0)
+                t_log = time.monotonic()
+            if step % tcfg.checkpoint_interval == 0 and step < tcfg.steps:
+                _checkpoint(world, work, model, optimizer, state, step, elapsed0 + time.monotonic() - t0)
+    finally:
+        bar.close()
+    if val is not None and (last_val is None or last_val[0] != step):
+        last_val = _validate(model, val, cfg, tcfg, world, work, step, elapsed0 + time.monotonic() - t0)
+    elapsed = elapsed0 + time.monotonic() - t0
+    _checkpoint(world, work, model, optimizer, state, step, elapsed)
+    val_bits = None if last_val is None else last_val[1]
+    summary = {"run": str(out), "steps": step, "total_steps": tcfg.steps, "completed": step >= tcfg.steps,
+               "parameterization": cfg.parameterization, "coded_params": counts["coded"],
+               "frozen_params": counts["frozen"], "val_bits_per_token": val_bits, "wall_time_s": elapsed,
+               "tokens": int(state["tokens"]), "tokens_per_s": int(state["tokens"]) / max(elapsed, 1e-9),
+               "world_size": world.size}
+    if world.is_main:
+        ckpt.finalize_run(work, out, model, run_config, {
+            "data": {"path": str(data), "sha256": store.sha256}, "seed": cfg.seed, "preset": preset,
+            "parameterization": cfg.parameterization, "coded_params": counts["coded"],
+            "trainable_params": counts["coded"], "frozen_params": counts["frozen"], "steps": step,
+            "total_steps": tcfg.steps, "completed": step >= tcfg.steps, "final_val_bits_per_token": val_bits,
+            "wall_time_s": elapsed, "tokens": int(state["tokens"]), "context": cfg.context,
+            "world_size": world.size})
+    D.barrier(world)
+    return summary
+
+
+def _validate(model, val, cfg, tcfg, world, work, step, elapsed) -> tuple[int, float]:
+    bits = evaluate(model, val, cfg, tcfg, world) / math.log(2)
+    if world.is_main:
+        ckpt.append_log(work, {"step": step, "val_bits_per_token": bits, "elapsed_s": elapsed})
+    return step, bits
+
+
+def _checkpoint(world, work, model, optimizer, state, step, elapsed) -> None:
+    state.update(step=step, elapsed_s=elapsed)
+    if world.is_main:
+        ckpt.save_checkpoint(work, model, optimizer, dict(state))
+    D.barrier(world)
