@@ -25,11 +25,19 @@ class DemoConfig:
     tokenizer: str = "bpe:8192"
     val_fraction: float = 0.05
     preset: str = "demo"
-    layers: str = "attn=dense,mlp=dense,head=dense"
-    train_minutes: float = 4.0
-    compress_method: str = "quant:levels=7"
-    samples: int = 10_000
-    doc_samples: int = 200
+    # SubLoRA (LoRA in every layer group, trained in a 20,000-dimensional random subspace): the only demo-sized
+    # parameterization whose message (~66k bits) is small enough for m = 3M tokens (docs/training.md, compression.md)
+    layers: str = "lora:8"
+    subspace: int | None = 20_000
+    train_minutes: float = 3.0
+    compress_method: str = "quant:levels=11"
+    # Block sampling over strided windows: one forward pass scores 64 tokens (issue 7; docs/scoring.md)
+    context: str = "doc:128/64"
+    sampler: str = "block"
+    samples: int = 800
+    heldout_samples: int = 400
+    doc_samples: int = 16
+    markov_samples: int = 10_000
     markov_orders: tuple[int, ...] = (1, 2, 3)
     seed: int = 0
     device: str = "cpu"
@@ -78,7 +86,7 @@ def demo(out: Path = Path("demo_out"), *, minutes: float | None = None, cfg: Dem
 
     stage("prepare", data, lambda: prepare(cfg.corpus, cfg.tokenizer, data, val_fraction=cfg.val_fraction,
                                            seed=cfg.seed))
-    stage("train", run, lambda: train(data, run, preset=cfg.preset, layers=cfg.layers,
+    stage("train", run, lambda: train(data, run, preset=cfg.preset, layers=cfg.layers, subspace=cfg.subspace,
                                       max_minutes=cfg.train_minutes, seed=cfg.seed, device=cfg.device,
                                       progress=progress, resume=work_dir_for(run).exists()))
     stage("compress", comp, lambda: compress("run", run, cfg.compress_method, comp, data=data, seed=cfg.seed,
@@ -86,17 +94,18 @@ def demo(out: Path = Path("demo_out"), *, minutes: float | None = None, cfg: Dem
     names: dict[str, str] = {}
     gpt_cert = certs / "gpt.json"
     stage("bound (token level + document level)", gpt_cert,
-          lambda: bound(comp, data, gpt_cert, samples=cfg.samples, doc_samples=cfg.doc_samples, seed=cfg.seed,
-                        device=cfg.device, progress=progress))
-    names[str(gpt_cert)] = f"GPT {cfg.preset} ({cfg.compress_method})"
+          lambda: bound(comp, data, gpt_cert, samples=cfg.samples, context=cfg.context, sampler=cfg.sampler,
+                        doc_samples=cfg.doc_samples, seed=cfg.seed, device=cfg.device, progress=progress))
+    names[str(gpt_cert)] = f"GPT {cfg.preset} SubLoRA ({cfg.compress_method})"
     held = certs / "gpt-heldout.json"
-    stage("bound (held-out)", held, lambda: bound(comp, data, held, samples=cfg.samples, heldout=True,
-                                                  seed=cfg.seed, device=cfg.device, progress=progress))
+    stage("bound (held-out)", held, lambda: bound(comp, data, held, samples=cfg.heldout_samples, context=cfg.context,
+                                                  sampler=cfg.sampler, heldout=True, seed=cfg.seed,
+                                                  device=cfg.device, progress=progress))
     names[str(held)] = f"GPT {cfg.preset} (held-out)"
     for k in cfg.markov_orders:
         mdir, mcert = out / f"markov-{k}", certs / f"markov-{k}.json"
         stage(f"markov order {k}", mdir, lambda: fit_store(data, k, mdir))
-        stage(f"bound markov order {k}", mcert, lambda: bound(mdir, data, mcert, samples=cfg.samples,
+        stage(f"bound markov order {k}", mcert, lambda: bound(mdir, data, mcert, samples=cfg.markov_samples,
                                                              seed=cfg.seed, progress=progress))
         names[str(mcert)] = f"Markov order {k}"
     cert_paths = [gpt_cert, held] + [certs / f"markov-{k}.json" for k in cfg.markov_orders]

@@ -14,7 +14,8 @@ Arrays (one entry per scored position, all of length N):
                            scored positions of one sampled window share a draw. Draws are i.i.d. given the data.
 Metadata (``meta``, a JSON-serialisable dict) must hold: ``sampler`` ("token" | "block" | "document"),
 ``context_rule`` (e.g. "doc:1024"), ``seed``, ``population_tokens`` (m, the number of positions the
-sample represents), ``vocab_size``; and may hold ``population_windows``, ``population_documents`` (document sampler), ``model_sha256``,
+sample represents), ``vocab_size``; and may hold ``population_windows``, ``population_documents`` (document
+sampler), ``model_sha256``,
 ``store_sha256``, ``num_draws`` and anything else useful for provenance.
 Stored as .npz without pickle (meta as a JSON string).
 """

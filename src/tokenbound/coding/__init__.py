@@ -1,1 +1,1 @@
-"""coding"""
+"""Message lengths: entropy coding, codebook quantization, QAT, archives, PTQ, and the CompressedModel artifact."""

@@ -1,1 +1,1 @@
-"""data"""
+"""Corpora, tokenizers, the TokenStore, context rules and samplers."""

@@ -1,1 +1,1 @@
-"""evaluate"""
+"""Scoring (model + store + rule + sampler -> TokenStats), `bound` and `verify`."""

@@ -155,8 +155,8 @@ def bound(model_path: Path, data: Path, out: Path, *, samples: int = DEFAULT_SAM
                   batch_size=batch_size, device=device, progress=progress, model_sha256=msg.model_sha256)
     doc_stats = None
     if doc_samples:
-        stride = max(1, rule.block // 2)
-        doc_rule = ContextRule.parse(f"doc:{rule.block}/{stride}")
+        # non-overlapping windows laid over each sampled document: every token once, one pass per B tokens
+        doc_rule = ContextRule.parse(f"doc:{rule.block}/{rule.block}")
         doc_stats = score(model, store, doc_rule, "document", doc_samples, seed + 1,
                           out_dir=stats_dir_for(out, ".docstats"), batch_size=batch_size, device=device,
                           progress=progress, model_sha256=msg.model_sha256)

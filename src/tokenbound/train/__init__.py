@@ -1,1 +1,1 @@
-"""train"""
+"""Training loop, schedules, batches, checkpoints and torch.distributed helpers."""
