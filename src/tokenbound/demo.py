@@ -29,13 +29,14 @@ class DemoConfig:
     # parameterization whose message (~66k bits) is small enough for m = 3M tokens (docs/training.md, compression.md)
     layers: str = "lora:8"
     subspace: int | None = 20_000
-    train_minutes: float = 3.0
+    train_steps: int = 500
+    train_minutes: float = 5.5
     compress_method: str = "quant:levels=11"
     # Block sampling over strided windows: one forward pass scores 64 tokens (issue 7; docs/scoring.md)
     context: str = "doc:128/64"
     sampler: str = "block"
-    samples: int = 800
-    heldout_samples: int = 400
+    samples: int = 1500
+    heldout_samples: int = 800
     doc_samples: int = 16
     markov_samples: int = 10_000
     markov_orders: tuple[int, ...] = (1, 2, 3)
@@ -87,7 +88,7 @@ def demo(out: Path = Path("demo_out"), *, minutes: float | None = None, cfg: Dem
     stage("prepare", data, lambda: prepare(cfg.corpus, cfg.tokenizer, data, val_fraction=cfg.val_fraction,
                                            seed=cfg.seed))
     stage("train", run, lambda: train(data, run, preset=cfg.preset, layers=cfg.layers, subspace=cfg.subspace,
-                                      max_minutes=cfg.train_minutes, seed=cfg.seed, device=cfg.device,
+                                      steps=cfg.train_steps, max_minutes=cfg.train_minutes, seed=cfg.seed, device=cfg.device,
                                       progress=progress, resume=work_dir_for(run).exists()))
     stage("compress", comp, lambda: compress("run", run, cfg.compress_method, comp, data=data, seed=cfg.seed,
                                              device=cfg.device, progress=progress))
@@ -96,7 +97,7 @@ def demo(out: Path = Path("demo_out"), *, minutes: float | None = None, cfg: Dem
     stage("bound (token level + document level)", gpt_cert,
           lambda: bound(comp, data, gpt_cert, samples=cfg.samples, context=cfg.context, sampler=cfg.sampler,
                         doc_samples=cfg.doc_samples, seed=cfg.seed, device=cfg.device, progress=progress))
-    names[str(gpt_cert)] = f"GPT {cfg.preset} SubLoRA ({cfg.compress_method})"
+    names[str(gpt_cert)] = f"GPT {cfg.preset} {'SubLoRA' if cfg.subspace else cfg.layers} ({cfg.compress_method})"
     held = certs / "gpt-heldout.json"
     stage("bound (held-out)", held, lambda: bound(comp, data, held, samples=cfg.heldout_samples, context=cfg.context,
                                                   sampler=cfg.sampler, heldout=True, seed=cfg.seed,

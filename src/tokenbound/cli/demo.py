@@ -10,7 +10,7 @@ EXAMPLE = "tokenbound demo --out demo_out --minutes 4"
 def add_arguments(p) -> None:
     p.add_argument("--out", type=Path, default=Path("demo_out"),
                    help="working directory; rerunning resumes (default: demo_out)")
-    p.add_argument("--minutes", type=float, default=None, help="training budget in minutes (default 4)")
+    p.add_argument("--minutes", type=float, default=None, help="training time budget in minutes (default 5.5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
 

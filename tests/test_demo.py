@@ -1,0 +1,48 @@
+"""The main job end to end at a tiny scale: every stage runs, the report lists every certificate, each verifies,
+and a rerun resumes (skips finished stages) with an identical table."""
+import shutil
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from tokenbound.demo import DemoConfig, demo
+from tokenbound.evaluate.verify import verify
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    src = Path(sysconfig.get_paths()["stdlib"])
+    d = tmp_path_factory.mktemp("corpus")
+    for name in ("abc.py", "bisect.py", "colorsys.py", "copy.py", "fnmatch.py", "heapq.py", "keyword.py",
+                 "numbers.py", "opcode.py", "queue.py", "sched.py", "shlex.py", "stat.py", "string.py"):
+        shutil.copy(src / name, d / name)
+    return d
+
+
+def tiny_config(corpus: Path) -> DemoConfig:
+    return DemoConfig(corpus=str(corpus), tokenizer="bpe:300", val_fraction=0.2, preset="tiny", subspace=500,
+                      train_steps=20, train_minutes=1.0, context="doc:64/32", samples=40, heldout_samples=20,
+                      doc_samples=3, markov_samples=200, markov_orders=(1, 2))
+
+
+def test_demo_runs_every_stage_and_resumes(tiny_corpus, tmp_path, capsys):
+    out = tmp_path / "demo"
+    first = demo(out, cfg=tiny_config(tiny_corpus), progress=False)
+    names = ["gpt", "gpt-heldout", "markov-1", "markov-2"]
+    assert [Path(p).stem for p in first["certificates"]] == names
+    for p in first["certificates"]:
+        assert verify(Path(p)) == [], p
+    table = first["table"]
+    assert "GPT tiny SubLoRA" in table and "Markov order 2" in table and "test-set" in table
+    assert (out / "report_bound_vs_message.png").exists() and (out / "report_terms.png").exists()
+    assert set(first["timings"]) >= {"prepare", "train", "compress"}
+    again = demo(out, cfg=tiny_config(tiny_corpus), progress=False)
+    assert again["timings"] == {} and again["table"] == table  # every stage skipped, same numbers
+
+
+def test_demo_rejects_a_bad_budget(tmp_path):
+    from tokenbound.errors import TokenboundError
+
+    with pytest.raises(TokenboundError, match="--minutes"):
+        demo(tmp_path / "d", minutes=0)
