@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     structured = [k for k in KINDS if k != "dense"]
     print(f"device={args.device} tokens={args.tokens} repeats={args.repeats} threads={torch.get_num_threads()} "
           f"torch={torch.__version__}", file=sys.stderr)
-    print(f"| width | dense fwd+bwd (ms) | " + " | ".join(f"dense/{k}" for k in structured) + " |")
+    print("| width | dense fwd+bwd (ms) | " + " | ".join(f"dense/{k}" for k in structured) + " |")
     print("|---:|---:|" + "---:|" * len(structured))
     for width in args.widths:
         times = time_layers(width, KINDS, args.tokens, args.repeats, args.device)

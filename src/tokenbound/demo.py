@@ -110,7 +110,8 @@ def demo(out: Path = Path("demo_out"), *, minutes: float | None = None, cfg: Dem
                                                              seed=cfg.seed, progress=progress))
         names[str(mcert)] = f"Markov order {k}"
     cert_paths = [gpt_cert, held] + [certs / f"markov-{k}.json" for k in cfg.markov_orders]
-    table = write_report(cert_paths, out / "report.md", title="tokenbound demo", names=names)
+    report = write_report(cert_paths, out / "report.md", title="tokenbound demo", names=names)
+    table = "\n".join(line for line in report.splitlines() if line.startswith("|"))
 
     from .artifacts import read_json
 

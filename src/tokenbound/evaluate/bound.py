@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..artifacts import (KIND_COMPRESSED, KIND_MARKOV, KIND_RUN, read_manifest, sha256_dir, sha256_file,
+from ..artifacts import (KIND_COMPRESSED, KIND_MARKOV, read_manifest, sha256_dir, sha256_file,
                          write_json)
 from ..bounds.certificate import certify
 from ..bounds.stats import TokenStats

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..report.plots import save_figure
 from .common import (Study, cert_numbers, certify, compress_run, finish, markdown_table, pyplot, text_store,
                      train_config, train_run)
 
@@ -107,7 +108,4 @@ def plot_bound_vs_message(rows: list[dict[str, Any]], out: Path) -> Path:
     ax.set_ylabel("bound (bits per token)")
     ax.set_title("Token-level bound against message length")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..report.plots import save_figure
 from .common import Study, cert_numbers, certify, compress_run, finish, markdown_table, pyplot, text_store, train_run
 
 DESCRIPTION = "k-th order Markov chains vs GPTs restricted to k tokens of context: both bounds against k"
@@ -113,7 +114,4 @@ def plot_against_k(rows: list[dict[str, Any]], out: Path) -> Path:
     ax.set_ylabel("bits per token")
     ax.set_title("Token-level bound against context length")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..report.plots import save_figure
 from ..artifacts import read_json, write_json
 from ..errors import TokenboundError
 from .common import Study, cert_numbers, certify, compress_run, done, finish, markdown_table, pyplot, train_config, \
@@ -160,7 +161,4 @@ def plot_accuracy(rows: list[dict[str, Any]], out: Path) -> Path:
     bx.set_ylabel("bits per token")
     bx.set_title("Token-level bound of each model")
     bx.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

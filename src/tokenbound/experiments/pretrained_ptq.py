@@ -19,6 +19,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from ..report.plots import save_figure
 from ..errors import TokenboundError
 from .common import Study, cert_numbers, certify, finish, markdown_table, pyplot, synthetic_store
 
@@ -173,7 +174,4 @@ def plot_ptq(rows: list[dict[str, Any]], out: Path) -> Path:
     ax.set_ylabel("bits per token")
     ax.set_title("o held-out bits, ^ held-out certificate, ■ proxy stats at training size")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..report.plots import save_figure
 from .common import (Study, cert_numbers, certify, compress_run, finish, markdown_table, pyplot, text_store,
                      train_config, train_run)
 
@@ -77,7 +78,4 @@ def plot_scaling(rows: list[dict[str, Any]], out: Path) -> Path:
     more = bx.get_legend_handles_labels()
     ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="center right")
     ax.set_title("Bound, empirical loss and message length against size")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

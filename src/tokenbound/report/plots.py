@@ -14,6 +14,14 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig, out: Path) -> Path:
+    """Lay out, write as PNG (120 dpi) and close `fig`; returns `out`."""
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    _pyplot().close(fig)
+    return out
+
+
 def plot_bound_vs_message(rows: list[dict[str, Any]], out: Path) -> Path:
     """Headline bound against message length (log scale), with the random-guess line."""
     plt = _pyplot()
@@ -30,10 +38,7 @@ def plot_bound_vs_message(rows: list[dict[str, Any]], out: Path) -> Path:
     ax.set_ylabel("bound (bits per token)")
     ax.set_title("Token-level bound against model description length")
     ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_terms(rows: list[dict[str, Any]], out: Path) -> Path:
@@ -55,7 +60,4 @@ def plot_terms(rows: list[dict[str, Any]], out: Path) -> Path:
     ax.set_ylabel("bits per token")
     ax.set_title("Terms of each headline bound")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

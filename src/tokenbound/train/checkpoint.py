@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..artifacts import KIND_RUN, MANIFEST, atomic_output_dir, make_manifest, read_json, write_json
+from ..artifacts import KIND_RUN, MANIFEST, atomic_output_dir, make_manifest, read_json, replace_dir, write_json
 from ..errors import TokenboundError
 from ..models.gpt import coded_state_dict, load_coded_state_dict
 
@@ -120,13 +120,7 @@ def finalize_run(work: Path, out: Path, model: torch.nn.Module, config: dict[str
     save_weights(work / "model.safetensors", model)
     write_json(work / "config.json", config)
     write_json(work / MANIFEST, make_manifest(KIND_RUN, **manifest_fields))
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(work, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(work, out)
+    replace_dir(work, out)
 
 
 def resume_source(out: Path) -> Path:
