@@ -42,15 +42,19 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise TokenboundError(f"train config: unknown field(s) {', '.join(unknown)}")
-        cfg = cls(**d)
+        cfg = strict_from_dict(cls, d, "train config")
         for name in ("steps", "batch_size", "grad_accum", "eval_batches"):
             if int(getattr(cfg, name)) < 1:
                 raise TokenboundError(f"train config: {name} must be >= 1, got {getattr(cfg, name)}")
         return cfg
+
+
+def strict_from_dict(cls, d: dict[str, Any], what: str):
+    """Build dataclass `cls` from `d`, refusing unknown fields with a one-line error naming `what`."""
+    unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise TokenboundError(f"{what}: unknown field(s) {', '.join(unknown)}")
+    return cls(**d)
 
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {

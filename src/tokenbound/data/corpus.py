@@ -12,6 +12,8 @@ either raises or skips and counts it (``--skip-bad-files``).
 """
 from __future__ import annotations
 
+import abc
+
 import codecs
 import functools
 import json
@@ -53,7 +55,7 @@ class Document:
     stream: Callable[[], Iterator[str]] | None = None
 
 
-class Corpus:
+class Corpus(abc.ABC):
     """Base class: `documents()` streams the corpus; `describe()` records what it was."""
 
     spec: str
@@ -64,8 +66,9 @@ class Corpus:
     def progress_total(self) -> int | None:
         return None
 
+    @abc.abstractmethod
     def documents(self) -> Iterator[Document]:
-        raise NotImplementedError
+        """Yield the corpus's documents in their fixed order."""
 
     def describe(self) -> dict:
         return {"spec": self.spec}

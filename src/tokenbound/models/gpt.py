@@ -71,11 +71,9 @@ class GPTConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "GPTConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise TokenboundError(f"model config: unknown field(s) {', '.join(unknown)}")
-        return cls(**d)
+        from ..configs import strict_from_dict
+
+        return strict_from_dict(cls, d, "model config")
 
     @property
     def parameterization(self) -> str:

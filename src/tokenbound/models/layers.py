@@ -41,6 +41,9 @@ class DenseLinear(StructuredLinear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight, self.bias)  # fused bias
 
+    def _apply_weight(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight)
+
     def dense_weight(self) -> torch.Tensor:
         return self.weight
 

@@ -9,6 +9,8 @@ Invariant (the message-length contract, see docs/layers.md):
 """
 from __future__ import annotations
 
+import abc
+
 import hashlib
 
 import torch
@@ -47,7 +49,7 @@ def count_coded_params(module: nn.Module) -> int:
     return sum(p.numel() for p in coded_parameters(module).values())
 
 
-class StructuredLinear(nn.Module):
+class StructuredLinear(nn.Module, metaclass=abc.ABCMeta):
     """Base of the non-dense layers: ``forward(x[..., in]) -> [..., out]`` = x Wᵀ + bias.
 
     Subclasses implement ``_apply_weight(x)`` (x Wᵀ without materialising W where possible) and
@@ -61,11 +63,13 @@ class StructuredLinear(nn.Module):
         self.out_features = int(out_features)
         self.bias = nn.Parameter(torch.zeros(self.out_features)) if bias else None
 
-    def _apply_weight(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _apply_weight(self, x: torch.Tensor) -> torch.Tensor:
+        """x Wᵀ (no bias)."""
 
-    def dense_weight(self) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def dense_weight(self) -> torch.Tensor:
+        """The explicit [out, in] matrix."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self._apply_weight(x)
