@@ -119,7 +119,8 @@ def resolve_stores(data: Path, heldout: bool, train_data: Path | None) -> tuple[
 
 
 def stats_dir_for(out: Path, suffix: str) -> Path:
-    return out.with_name(out.name[:-5] if out.name.endswith(".json") else out.name).with_suffix(suffix)
+    """CERT.json -> CERT.stats (or CERT.docstats) beside it."""
+    return out.with_name(out.stem + suffix)
 
 
 def bound(model_path: Path, data: Path, out: Path, *, samples: int = DEFAULT_SAMPLES, context: str | None = None,
