@@ -46,6 +46,9 @@ def test_certificate_has_required_keys_and_verifies(setup):
     terms = cert["terms"]
     assert cert["bound_bits_per_token"] == pytest.approx(
         terms["empirical_bits"] + terms["complexity_bits"] + terms["subsample_bits"])
+    # defaults: a bigram control variate re-checked against the store by verify, and a tenth of the draws as pilot
+    assert cert["inputs"]["control_variate_used"]["spec"] == "markov:1" and cert["inputs"]["pilot_draws"] == 40
+    assert cert["bounds"]["variance_adaptive"]["sample_size"] == 360
     assert verify(setup / "cert.json") == []
     assert main(["verify", str(setup / "cert.json")]) == 0
 

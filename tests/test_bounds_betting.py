@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from tokenbound.bounds.betting import betting_upper, predictable_bets
-from tokenbound.bounds.subsampling import hoeffding_width, maurer_pontil_width, upper_mean
+from tokenbound.bounds.betting import MAX_BET, betting_upper, control_variate_draws, predictable_bets
+from tokenbound.bounds.subsampling import ControlVariate, hoeffding_width, maurer_pontil_width, upper_mean
 
 
 def test_bets_are_predictable():
@@ -13,7 +13,26 @@ def test_bets_are_predictable():
     z2 = z.copy()
     z2[30:] = rng.random(20)  # changing draws from 30 on may not change bets 0..30
     assert np.array_equal(predictable_bets(z2, 0.05)[:31], lam[:31])
-    assert (lam > 0).all() and (lam < 1).all()
+    assert (lam > 0).all() and np.isfinite(lam).all()
+
+
+def _log_capital(z, delta, m, hi=1.0):
+    lam = predictable_bets(z, delta)
+    room = hi - m
+    bet = np.minimum(lam, MAX_BET / room) if room > 0 else lam
+    return np.cumsum(np.log1p(bet * (m - z)))
+
+
+def test_capital_is_monotone_in_the_candidate_and_factors_stay_positive():
+    # The bisection is only right if the rejected set is an up-set: every factor non-decreasing in m.
+    rng = np.random.default_rng(3)
+    z = rng.beta(1, 6, size=200)
+    ms = np.linspace(0.0, 0.999, 400)
+    caps = np.array([_log_capital(z, 0.05, m) for m in ms])     # [M, n]
+    assert np.isfinite(caps).all()                                # every factor > 0
+    steps = np.diff(caps, axis=1, prepend=0.0)                    # log of each factor
+    assert (np.diff(steps, axis=0) >= -1e-12).all()
+    assert (steps > np.log(1 - MAX_BET) - 1e-12).all()
 
 
 def test_upper_bound_is_above_the_mean_and_below_one():
@@ -50,3 +69,54 @@ def test_upper_mean_betting_rescales_the_range():
     z = np.array([[3.0, 3.5, 4.0, 3.2] * 10])
     mean, up = upper_mean(z, np.array([0.0]), np.array([10.0]), 0.05, "betting")
     assert mean[0] == pytest.approx(z.mean()) and z.mean() < up[0] <= 10.0
+
+
+def test_skewed_population_coverage():
+    """Rare high draws are what a bet sized by the room above the candidate must survive: 97% of the mass at
+    0.05 and 3% at 1 (mean 0.0785), n = 40 — often no high draw at all. Failures stay below δ."""
+    rng = np.random.default_rng(4)
+    delta, trials, n = 0.1, 4000, 40
+    z = np.where(rng.random((trials, n)) < 0.03, 1.0, 0.05)
+    u = betting_upper(z, delta)
+    failures = int((u < 0.03 + 0.97 * 0.05).sum())
+    assert failures <= 460  # binomial(4000, 0.1) exceeds 460 with probability < 1e-3
+
+
+def _population(rng, size=5000):
+    g = rng.gamma(16.0, 0.4, size)                     # e.g. a bigram model's window loss: 6.4 ± 1.6 bits
+    z = np.clip(0.9 * g + rng.normal(0, 0.4, size) + 2.0, 0.0, 16.0)
+    return z, g
+
+
+def test_control_variate_coverage_and_gain():
+    rng = np.random.default_rng(6)
+    z_pop, g_pop = _population(rng)
+    mu, g_mean, g_lo, g_hi = z_pop.mean(), g_pop.mean(), g_pop.min(), g_pop.max()
+    delta, trials, n = 0.1, 1000, 1000
+    idx = rng.integers(0, z_pop.size, size=(trials, n))
+    failures, widths_cv, widths = 0, [], []
+    for t in range(trials):
+        z, g = z_pop[idx[t]], g_pop[idx[t]]
+        _, up_cv = upper_mean(z[None], 0.0, 16.0, delta, "betting", control=ControlVariate(g, g_mean, g_lo, g_hi))
+        _, up = upper_mean(z[None], 0.0, 16.0, delta, "betting")
+        failures += int(up_cv[0] < mu)
+        widths_cv.append(up_cv[0] - z.mean())
+        widths.append(up[0] - z.mean())
+    assert failures <= 136  # binomial(1000, 0.1) exceeds 136 with probability < 1e-3
+    # z's spread is 2.7 bits, the residual's 0.4: the width falls until the ln(1/δ)/n floor (which the control
+    # raises: Z's upper limit is higher than z's) takes over
+    assert np.mean(widths_cv) < 0.6 * np.mean(widths)
+
+
+def test_control_variate_draws_are_predictable_and_within_limits():
+    rng = np.random.default_rng(7)
+    z_pop, g_pop = _population(rng, 800)
+    values, limits, beta = control_variate_draws(z_pop, g_pop, g_pop.mean(), g_pop.min(), g_pop.max(), 16.0)
+    assert (values <= limits + 1e-12).all() and beta[0] == beta[1] == 0.0
+    assert 0.6 < beta[-1] < 1.2  # the population slope is 0.9
+    g2 = g_pop.copy()
+    g2[500:] = 0.0  # later draws may not change earlier coefficients
+    _, _, beta2 = control_variate_draws(z_pop, g2, g_pop.mean(), g_pop.min(), g_pop.max(), 16.0)
+    assert np.array_equal(beta2[:501], beta[:501])
+    with pytest.raises(ValueError, match="betting"):
+        upper_mean(z_pop[None], 0.0, 16.0, 0.1, "hoeffding", control=ControlVariate(g_pop, 0, 0, 1))

@@ -14,20 +14,19 @@ def test_paper_split_matches_the_public_code():
     # r = n/(n+m) of δ for the main bound: n = 10_000, m = 990_000 ⇒ r = 0.01 ⇒ 0.0005 and 0.0495.
     s = delta_shares(0.05, "paper", 10_000, 990_000)
     assert s == pytest.approx({"main": 0.0005, "subsample": 0.0495}, rel=1e-12)
-    s2 = delta_shares(0.05, "paper", 10_000, 990_000, num_subsampled=2)
-    assert s2 == pytest.approx({"main": 0.0005, "subsample": 0.02475, "subsample_variance": 0.02475}, rel=1e-12)
+    assert delta_shares(0.05, "paper", 10_000, 990_000, exhaustive=True) == {"main": 0.05, "subsample": 0.0}
 
 
 def test_equal_and_explicit_splits_never_exceed_delta():
     assert delta_shares(0.1, "equal", 5, 5) == {"main": 0.05, "subsample": 0.05}
-    split = check_delta_split({"main": 0.5, "subsample": 0.3, "subsample_variance": 0.2})
-    assert sum(delta_shares(0.1, split, 5, 5, 2).values()) == pytest.approx(0.1)
-    assert delta_shares(0.1, {"main": 0.6, "subsample": 0.4}, 5, 5, 2) == pytest.approx(
-        {"main": 0.06, "subsample": 0.02, "subsample_variance": 0.02})
+    split = check_delta_split({"main": 0.5, "subsample": 0.3})
+    assert sum(delta_shares(0.1, split, 5, 5).values()) == pytest.approx(0.08)
+    assert delta_shares(0.1, {"main": 0.6, "subsample": 0.4}, 5, 5) == pytest.approx({"main": 0.06, "subsample": 0.04})
 
 
 @pytest.mark.parametrize("split", ["nope", {"main": 0.7, "subsample": 0.4}, {"main": 1.0}, {"main": 0, "subsample": 1},
-                                   {"main": 0.5, "subsample": 0.5, "other": 0.0}])
+                                   {"main": 0.5, "subsample": 0.5, "other": 0.0},
+                                   {"main": 0.5, "subsample": 0.3, "subsample_variance": 0.2}])
 def test_bad_split(split):
     with pytest.raises(TokenboundError, match="delta_split"):
         check_delta_split(split)

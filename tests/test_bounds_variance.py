@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from tokenbound.bounds.variance import (DEFAULT_LAMBDA_GRID, check_lambda_grid, fan_grama_liu_sides, psi,
-                                        variance_adaptive_terms_bits)
+from tokenbound.bounds.variance import (DEFAULT_LAMBDA_GRID, check_lambda_grid, fan_grama_liu_sides, log_penalty,
+                                        occam_bits, penalized_losses, psi)
 from tokenbound.errors import TokenboundError
 
 
@@ -29,26 +29,38 @@ def test_psi_values():
     assert psi(0.0) == 0.0
 
 
-def test_terms_worked_example():
-    # Δ = 2, L = 0 bits, δ1 = 0.05 (ln 20 = 2.9957323), m = 100, λ = 0.5, v = 0.5 bits²:
-    # occam = 2·2.9957323/(0.5·100) = 0.1198293; variance = ψ(0.5)·0.5/(0.5·2) = 0.1931472·0.5 = 0.0965736.
-    occam, var = variance_adaptive_terms_bits(np.array([0.5]), np.array([2.0]), 0.0, 0.05, 100, np.array([0.5]))
-    assert occam[0, 0] == pytest.approx(0.1198293, rel=1e-6)
-    assert var[0, 0] == pytest.approx(0.0965736, rel=1e-6)
+def test_log_penalty_values_and_fgl_domination():
+    # φ_λ(y) = λy − ln(1 + λy): φ_0.5(−1) = ψ(0.5) = ln 2 − 0.5; φ_0.5(0.4) = 0.2 − ln 1.2 = 0.0176784.
+    assert log_penalty(-1.0, 0.5) == pytest.approx(math.log(2) - 0.5, rel=1e-12)
+    assert log_penalty(0.4, 0.5) == pytest.approx(0.2 - math.log(1.2), rel=1e-12)
+    assert log_penalty(0.0, 0.9) == 0.0
+    # never looser than the Fan–Grama–Liu form ψ(λ)y² on y >= −1, and below λ²y²/2 for y > 0
+    y = np.linspace(-1.0, 3.0, 801)[:, None]
+    lam = np.linspace(0.01, 0.99, 99)[None, :]
+    pen = log_penalty(y, lam)
+    assert (pen >= -1e-15).all() and (pen <= psi(lam) * y * y + 1e-12).all()
+    assert (pen[y[:, 0] > 0] <= (lam * lam * y * y / 2)[y[:, 0] > 0] + 1e-15).all()
 
 
-def test_alpha_one_tiny_vocab_has_no_terms():
-    # α = 1 ⇒ Δ = 0: the loss is the constant log2 V, nothing to bound.
-    occam, var = variance_adaptive_terms_bits(np.array([0.0]), np.array([0.0]), 50.0, 0.05, 10, np.array([0.5]))
-    assert occam[0, 0] == 0.0 and var[0, 0] == 0.0
+def test_occam_worked_example():
+    # Δ = 2, L = 0 bits, δ1 = 0.05 (ln 20 = 2.9957323), m = 100, λ = 0.5: 2·2.9957323/(0.5·100) = 0.1198293.
+    assert occam_bits(np.array([2.0]), 0.0, 0.05, 100, np.array([0.5]))[0, 0] == pytest.approx(0.1198293, rel=1e-6)
+
+
+def test_penalized_losses_worked_example():
+    # Δ = 4, ĉ = 3, ℓ = 5 ⇒ y = −0.5; λ = 0.5: φ = −0.25 − ln 0.75 = 0.0376821; z = 5 + (4/0.5)·0.0376821.
+    z = penalized_losses(np.array([[5.0, 3.0]]), np.array([[3.0, 3.0]]), np.array([4.0]), 0.5)
+    assert z[0, 0] == pytest.approx(5.0 + 8.0 * (-0.25 - math.log(0.75)), rel=1e-12)
+    assert z[0, 1] == 3.0  # on the centre: no penalty
+    # α = 1 (Δ = 0): the loss is constant, no penalty
+    assert penalized_losses(np.array([[13.0]]), np.array([[13.0]]), np.array([0.0]), 0.5)[0, 0] == 13.0
 
 
 def test_monotone_in_message_delta_and_m():
     lam = np.array(DEFAULT_LAMBDA_GRID)
 
     def best(bits, delta, m):
-        o, v = variance_adaptive_terms_bits(np.array([1.0]), np.array([10.0]), bits, delta, m, lam)
-        return float((o + v).min())
+        return float(occam_bits(np.array([10.0]), bits, delta, m, lam).min())
 
     assert best(0, 0.05, 1e6) < best(1e3, 0.05, 1e6) < best(1e5, 0.05, 1e6)
     assert best(100, 0.1, 1e6) < best(100, 0.01, 1e6) < best(100, 1e-6, 1e6)
@@ -76,18 +88,18 @@ def test_bound_covers_on_simulated_markov_source_with_miscalibrated_centre():
     state = np.zeros(trials, dtype=int)
     emp = np.zeros(trials)
     cond = np.zeros(trials)
-    sq = np.zeros(trials)
+    pen_sum = np.zeros((trials, len(lam)))  # Σ_i (Δ/λ)·φ_λ(y_i)
     for _ in range(m):
         nxt = (rng.random(trials) < trans[state, 1]).astype(int)
         ell = loss[state, nxt]
         emp += ell
-        sq += (ell - centre[state]) ** 2
+        pen_sum += rng_bits / lam[None, :] * log_penalty(((centre[state] - ell) / rng_bits)[:, None], lam[None, :])
         cond += (trans[state] * loss[state]).sum(axis=1)
         state = nxt
-    occam, var = variance_adaptive_terms_bits(sq / m, np.full(trials, rng_bits), math.log2(len(lam)), delta, m, lam)
-    bound = emp / m + (occam + var).min(axis=1)
+    occam = occam_bits(np.array([rng_bits]), math.log2(len(lam)), delta, m, lam)[0]     # [K]
+    bound = emp / m + (occam[None, :] + pen_sum / m).min(axis=1)
     assert np.mean(cond / m > bound) <= delta
-    # The simulation is sharp enough to catch an invalid bound: without the ψ-variance term (λ = 0.9) it fails
+    # The simulation is sharp enough to catch an invalid bound: without the penalty (λ = 0.9) it fails
     # far more often than δ (about 25% of trials here).
-    occam_only, _ = variance_adaptive_terms_bits(sq / m, np.full(trials, rng_bits), 0.0, delta, m, np.array([0.9]))
-    assert np.mean(cond / m > emp / m + occam_only[:, 0]) > 2 * delta
+    occam_only = occam_bits(np.array([rng_bits]), 0.0, delta, m, np.array([0.9]))[0, 0]
+    assert np.mean(cond / m > emp / m + occam_only) > 2 * delta

@@ -101,13 +101,15 @@ def test_headline_is_best_paid_method():
         assert b["extra_bits"]["method_choice"] == 1.0  # log2 of 2 eligible methods
         assert b["extra_bits"]["alpha_grid"] == 3.0  # log2 of 8 α values
     assert cert["bounds"]["variance_adaptive"]["extra_bits"]["lambda_grid"] == pytest.approx(math.log2(14))
-    # The subsampling events (one per α and method) are covered jointly: each gets δ_rest/(8·2).
+    # The subsampling events (one per α and method, and per λ for the variance-adaptive one) are covered
+    # jointly: Azuma's 8 get δ_rest/(8·2) each, the variance-adaptive 8·14 get δ_rest/(8·2·14).
     n, m = 2000, 10**6
     rest = 0.05 * m / (n + m)
     az, va = cert["bounds"]["azuma"]["delta_shares"], cert["bounds"]["variance_adaptive"]["delta_shares"]
     assert az["subsample"] == pytest.approx(rest / 16, rel=1e-12)
-    assert va["subsample"] == pytest.approx(rest / 32, rel=1e-12) == va["subsample_variance"]
-    total = az["main"] / 2 + va["main"] / 2 + 8 * (az["subsample"] + va["subsample"] + va["subsample_variance"])
+    assert va["subsample"] == pytest.approx(rest / (16 * 14), rel=1e-12)
+    assert cert["bounds"]["variance_adaptive"]["subsample_choices"] == 16 * 14
+    total = az["main"] / 2 + va["main"] / 2 + 8 * az["subsample"] + 8 * 14 * va["subsample"]
     assert total == pytest.approx(0.05, rel=1e-12)  # martingale δ1 is split by the method bit in the prior
     single = certify(synthetic(), message_bits=1e4, methods=("azuma",))
     assert single["bounds"]["azuma"]["extra_bits"]["method_choice"] == 0.0
@@ -205,7 +207,7 @@ def test_exhaustive_sample_has_no_subsampling_term():
     assert cert["terms"]["complexity_bits"] == pytest.approx(
         math.log2(5) * math.sqrt((10 * math.log(2) + math.log(20)) / 8), rel=1e-12)
     va = certify(stats, message_bits=10, alpha_grid=[0.5])["bounds"]["variance_adaptive"]
-    assert va["terms"]["subsample_bits"] == 0.0 and va["mean_sq_deviation_upper_bits2"] == va["mean_sq_deviation_bits2"]
+    assert va["terms"]["subsample_bits"] == 0.0 and va["delta_shares"] == {"main": 0.05, "subsample": 0.0}
     # the same four values drawn with replacement from a larger stream are NOT exhaustive
     assert certify(make_stats([1.0] * 4, m=5), message_bits=10)["inputs"]["exhaustive"] is False
 
@@ -284,3 +286,26 @@ def test_certified_bounds_cover_the_true_risk_on_a_markov_source():
             risk = float(((trans * smoothed).sum(axis=1))[prev].mean())
             failures[name] += risk > cert["bounds"][name]["bound_bits_per_token"]
     assert failures["azuma"] <= 0.2 * trials and failures["variance_adaptive"] <= 0.2 * trials
+
+
+def test_pilot_draws_choose_alpha_and_lambda_then_certify_on_the_rest():
+    stats = synthetic(n=3000)
+    full = certify(stats, message_bits=1e4)
+    cert = certify(stats, message_bits=1e4, pilot_draws=300)
+    assert compare(cert, recompute(roundtrip(cert), stats)) == []
+    pilot_only = certify(stats.draws_between(0, 300), message_bits=1e4)
+    rest_draws = 2700
+    for name in ("azuma", "variance_adaptive"):
+        b = cert["bounds"][name]
+        # the choice is the one the full grids make on the pilot draws alone
+        assert b["pilot"]["alpha"] == pilot_only["bounds"][name]["alpha"] == b["alpha"]
+        assert b["pilot"]["lambda"] == pilot_only["bounds"][name].get("lambda")
+        assert b["sample_size"] == rest_draws
+        # the prior still pays for the whole grids and the method choice ...
+        assert b["extra_bits"] == full["bounds"][name]["extra_bits"]
+        # ... but the subsampling statement is about one (α, λ): δ2 is split only between the two methods
+        assert b["delta_shares"]["subsample"] == pytest.approx(0.05 * 1e6 / (rest_draws + 1e6) / 2, rel=1e-12)
+    assert cert["inputs"]["pilot_draws"] == 300
+    for bad in (-1, 2999, 1.5):
+        with pytest.raises(TokenboundError, match="pilot_draws"):
+            certify(stats, message_bits=1e4, pilot_draws=bad)

@@ -12,16 +12,16 @@ from .martingale import azuma_bound_from_draws, azuma_complexity_bits
 from .prefix import choice_bits, elias_gamma_bits
 from .smoothing import DEFAULT_ALPHA_GRID, loss_range_bits, random_guess_bits, smoothed_loss_bits
 from .stats import TokenStats
-from .subsampling import draw_means, hoeffding_width, maurer_pontil_width, upper_mean
+from .subsampling import ControlVariate, draw_means, hoeffding_width, maurer_pontil_width, upper_mean
 from .topk import DEFAULT_TOP_K, top_k_losses
-from .variance import DEFAULT_LAMBDA_GRID, psi, variance_adaptive_bound_from_draws
+from .variance import DEFAULT_LAMBDA_GRID, log_penalty, psi, variance_adaptive_bound_from_draws
 
 __all__ = [
-    "DEFAULT_ALPHA_GRID", "DEFAULT_LAMBDA_GRID", "DEFAULT_TOP_K", "HEADLINE_METHODS", "KIND_GENERALIZATION",
+    "ControlVariate", "DEFAULT_ALPHA_GRID", "DEFAULT_LAMBDA_GRID", "DEFAULT_TOP_K", "HEADLINE_METHODS", "KIND_GENERALIZATION",
     "KIND_TEST_SET", "SCHEMA", "TokenStats", "azuma_bound_from_draws", "azuma_break_even_closed_form",
     "azuma_complexity_bits", "break_even_tokens", "certify", "choice_bits", "compare", "delta_shares",
     "document_level_bound", "draw_means", "elias_gamma_bits", "hoeffding_width", "is_exhaustive",
-    "loss_range_bits", "maurer_pontil_width", "message_prior_items", "psi", "random_guess_bits", "recompute",
+    "log_penalty", "loss_range_bits", "maurer_pontil_width", "message_prior_items", "psi", "random_guess_bits", "recompute",
     "resolve_num_documents", "smoothed_loss_bits", "top_k_losses", "upper_mean",
     "variance_adaptive_bound_from_draws",
 ]

@@ -1,19 +1,26 @@
-"""Betting confidence bound for the mean of bounded i.i.d. draws (Waudby-Smith & Ramdas 2023).
+"""Betting confidence bound for the mean of bounded draws (Waudby-Smith & Ramdas 2024), with control variates.
 
 Source: I. Waudby-Smith and A. Ramdas, "Estimating means of bounded random variables by betting",
 JRSS-B 86(1), 2024 (arXiv 2010.09686), §4 (capital processes, Ville's inequality) and §5.1 (predictable
-plug-in bets). Stated for the one-sided upper bound used here:
+plug-in bets); control variates: the same paper's martingale argument applied to Z_i = z_i − β_i(g_i − ḡ)
+(docs/theory.md §5). Stated for the one-sided upper bound used here:
 
-Let Z_1, …, Z_n ∈ [0, 1] be i.i.d. with mean μ, and λ_1, …, λ_n ∈ [0, 1) predictable (λ_i a function of
-Z_1..Z_{i−1} only). For a candidate m ∈ [0, 1] let K_t(m) = Π_{i<=t} (1 + λ_i (m − Z_i)) (every factor is
->= 1 − λ_i > 0). At m = μ, E[1 + λ_i(μ − Z_i) | Z_<i] = 1, so K_t(μ) is a non-negative martingale with
-K_0 = 1 and Ville's inequality gives P(max_{t<=n} K_t(μ) >= 1/δ) <= δ. Each factor is increasing in m, so
-the set {m : max_t K_t(m) < 1/δ} is an interval [0, U); hence with probability >= 1 − δ, μ <= U.
+Let Z_1, …, Z_n satisfy E[Z_i | Z_<i] = μ and Z_i <= u_i, where the upper limit u_i is predictable (a function
+of Z_<i only; a constant in the plain case). For a candidate m let K_t(m) = Π_{i<=t} (1 + λ_i(m)(m − Z_i)) with
+bets λ_i(m) = min(λ̃_i, c/(u_i − m)) (λ̃_i >= 0 predictable, c < 1; no cap where u_i <= m). Every factor is
+>= 1 − c > 0 (for Z_i > m: λ_i(m)(Z_i − m) <= c(Z_i − m)/(u_i − m) <= c). At m = μ the bets are predictable,
+E[1 + λ_i(μ)(μ − Z_i) | Z_<i] = 1, so K_t(μ) is a non-negative martingale with K_0 = 1 and Ville's inequality
+gives P(max_{t<=n} K_t(μ) >= 1/δ) <= δ. Every factor is non-decreasing in m (for m >= Z_i both λ_i(m) and
+m − Z_i grow; for m < Z_i, λ_i(m)(Z_i − m) is the minimum of two non-increasing functions), so the rejected
+set {m : max_t K_t(m) >= 1/δ} is an up-set and, with probability >= 1 − δ, μ < U := its infimum.
 
-Bets (fixed-n predictable plug-in, WSR §5.1): λ_i = min(c, sqrt(2 ln(1/δ) / (n σ̂²_{i−1}))) with
-σ̂²_{i−1} = (1/4 + Σ_{j<i} (Z_j − μ̂_j)²)/i, where μ̂_j = (1/2 + Σ_{k<j} Z_k)/j is the estimate available
-before draw j. Any predictable choice is valid; this one makes the width ≈ σ·sqrt(2 ln(1/δ)/n) for small variances, without the 7 ln(2/δ)/(3(n−1))
-range term of the empirical Bernstein bound — which is what makes block sampling cheap.
+The cap c/(u_i − m) (rather than WSR's c/(u − lo) in the original units) limits the bet only by the room
+*above* the candidate, which is what an undetected high draw can cost: it halves the ln(1/δ)/n floor of the
+width for losses whose mean sits mid-range.
+
+Plug-in bets (fixed-n, WSR §5.1): λ̃_i = sqrt(2 ln(1/δ) / (n σ̂²_{i−1})) with σ̂²_{i−1} =
+(w²/4 + Σ_{j<i} (Z_j − μ̂_j)²)/i, μ̂_j = ((lo + hi)/2 + Σ_{k<j} Z_k)/j, w = hi − lo: any predictable choice is
+valid; this one makes the width ≈ σ·sqrt(2 ln(1/δ)/n) for small variances.
 """
 from __future__ import annotations
 
@@ -21,42 +28,86 @@ import math
 
 import numpy as np
 
-MAX_BET = 0.9  # c in WSR's truncation; any constant in (0, 1) keeps every factor positive
+MAX_BET = 0.9  # c: every factor stays >= 1 − c > 0
+MAX_CONTROL_COEF = 4.0  # |β_i| <= this; bounds how far a control variate can move the upper limit u_i
 _BISECTION_STEPS = 60
 
 
-def predictable_bets(z: np.ndarray, delta: float) -> np.ndarray:
-    """λ_i for each row of z ([..., n]): a function of the row's earlier values only."""
+def _shifted_cumsum(x: np.ndarray) -> np.ndarray:
+    """Σ_{j<i} x_j along the last axis (0 for i = 0)."""
+    return np.concatenate([np.zeros(x.shape[:-1] + (1,)), np.cumsum(x, axis=-1)[..., :-1]], axis=-1)
+
+
+def predictable_bets(z: np.ndarray, delta: float, lo=0.0, hi=1.0) -> np.ndarray:
+    """Plug-in bets λ̃_i (in 1/units of z) for each row of z ([..., n]): functions of the row's earlier values only.
+
+    `lo`, `hi` ([...] or scalars, fixed in advance) set the prior guess of the mean and variance.
+    """
     z = np.asarray(z, dtype=np.float64)
     n = z.shape[-1]
-    counts = np.arange(1, n + 1, dtype=np.float64)  # i = 1..n (values before draw i: i−1 of them)
-    prev_sum = np.concatenate([np.zeros(z.shape[:-1] + (1,)), np.cumsum(z, axis=-1)[..., :-1]], axis=-1)
-    mu_hat = (0.5 + prev_sum) / counts  # estimate available before draw i (uses Z_<i)
-    sq = (z - mu_hat) ** 2
-    prev_sq = np.concatenate([np.zeros(z.shape[:-1] + (1,)), np.cumsum(sq, axis=-1)[..., :-1]], axis=-1)
-    var_hat = (0.25 + prev_sq) / counts
-    return np.minimum(MAX_BET, np.sqrt(2.0 * math.log(1.0 / delta) / (n * var_hat)))
+    lo = np.asarray(lo, dtype=np.float64)[..., None]
+    hi = np.asarray(hi, dtype=np.float64)[..., None]
+    counts = np.arange(1, n + 1, dtype=np.float64)
+    mu_hat = (0.5 * (lo + hi) + _shifted_cumsum(z)) / counts
+    var_hat = (0.25 * np.maximum(hi - lo, 1e-150) ** 2 + _shifted_cumsum((z - mu_hat) ** 2)) / counts
+    return np.sqrt(2.0 * math.log(1.0 / delta) / (n * var_hat))
 
 
-def betting_upper(z: np.ndarray, delta: float) -> np.ndarray:
-    """Upper confidence bound U on the mean of each row of z ∈ [0, 1] ([..., n] -> [...]), level 1 − δ."""
+def betting_upper(z: np.ndarray, delta: float, lo=0.0, hi=1.0, upper_limits: np.ndarray | None = None
+                  ) -> np.ndarray:
+    """Upper confidence bound U on μ for each row of z ([..., n] -> [...]), level 1 − δ.
+
+    `lo`, `hi`: the range of the draws ([...] or scalars). `upper_limits` ([..., n], default `hi`): predictable
+    per-draw limits u_i >= Z_i (control variates). U never exceeds min_i u_i, itself a valid bound
+    (μ = E[Z_i | Z_<i] <= u_i).
+    """
     z = np.asarray(z, dtype=np.float64)
     if not 0 < delta < 1:
         raise ValueError(f"delta must be in (0, 1), got {delta}")
-    lam = predictable_bets(z, delta)
+    lam = predictable_bets(z, delta, lo, hi)
+    upper = np.broadcast_to(np.asarray(hi, dtype=np.float64)[..., None] if upper_limits is None
+                            else np.asarray(upper_limits, dtype=np.float64), z.shape)
+    z = np.minimum(z, upper)  # float noise only: the draws are within their limits by construction
     threshold = math.log(1.0 / delta)
 
     def rejected(m: np.ndarray) -> np.ndarray:
-        log_capital = np.cumsum(np.log1p(lam * (m[..., None] - z)), axis=-1)
+        room = upper - m[..., None]
+        bet = np.where(room > 0, np.minimum(lam, MAX_BET / np.where(room > 0, room, 1.0)), lam)
+        log_capital = np.cumsum(np.log1p(bet * (m[..., None] - z)), axis=-1)
         return log_capital.max(axis=-1) >= threshold
 
-    lo = np.zeros(z.shape[:-1])
-    hi = np.ones(z.shape[:-1])
-    top_rejected = rejected(hi)
+    top = upper.min(axis=-1)
+    bottom = np.minimum(np.broadcast_to(np.asarray(lo, dtype=np.float64), top.shape), z.min(axis=-1))
+    lo_m, hi_m = bottom.copy(), top.copy()
     for _ in range(_BISECTION_STEPS):
-        mid = 0.5 * (lo + hi)
+        mid = 0.5 * (lo_m + hi_m)
         rej = rejected(mid)
-        hi = np.where(rej, mid, hi)
-        lo = np.where(rej, lo, mid)
-    # hi is rejected (or 1): the supremum of the non-rejected interval is <= hi; report hi (conservative).
-    return np.where(top_rejected, hi, 1.0)
+        hi_m = np.where(rej, mid, hi_m)
+        lo_m = np.where(rej, lo_m, mid)
+    # hi_m is rejected (or the trivial top): the bound is <= hi_m; reporting hi_m is conservative.
+    return hi_m
+
+
+def control_variate_draws(z: np.ndarray, g: np.ndarray, g_mean: float, g_lo: float, g_hi: float,
+                          z_hi) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Z_i = z_i − β_i(g_i − ḡ) with a predictable β_i, and the per-draw upper limits u_i of Z_i.
+
+    g: the control's value for each draw ([n], shared by every row of z [..., n]); ḡ its exact mean over the
+    population the draws come from, [g_lo, g_hi] the range of its possible draw values. β_i is the least-squares
+    slope of z on g over the draws before i (0 before two draws), clipped to ±MAX_CONTROL_COEF, so
+    E[Z_i | past] = E[z_i] and Z_i <= z_hi + max(β_i(ḡ − g_lo), β_i(ḡ − g_hi)) =: u_i. Returns (Z, u, β).
+    """
+    z = np.asarray(z, dtype=np.float64)
+    gc = np.asarray(g, dtype=np.float64) - g_mean
+    k = np.arange(z.shape[-1], dtype=np.float64)  # draws before i
+    s_g, s_gg = _shifted_cumsum(gc), _shifted_cumsum(gc * gc)
+    s_z, s_zg = _shifted_cumsum(z), _shifted_cumsum(z * gc)
+    safe_k = np.maximum(k, 1.0)
+    cov = s_zg - s_z * s_g / safe_k
+    var = s_gg - s_g * s_g / safe_k
+    with np.errstate(divide="ignore", invalid="ignore"):
+        beta = np.where((k >= 2) & (var > 0), cov / np.where(var > 0, var, 1.0), 0.0)
+    beta = np.clip(beta, -MAX_CONTROL_COEF, MAX_CONTROL_COEF)
+    values = z - beta * gc
+    upper = np.asarray(z_hi, dtype=np.float64)[..., None] + np.maximum(beta * (g_mean - g_lo), beta * (g_mean - g_hi))
+    return values, upper, beta

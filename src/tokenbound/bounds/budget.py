@@ -5,14 +5,12 @@ that is not prefix-free is made so by an Elias-gamma code of the length (prefix.
 Every choice made after looking at the data among K alternatives fixed in advance costs log2 K bits
 (prefix.choice_bits): the prior is split uniformly over the alternatives. The certificate itemises them.
 
-Confidence. A bound that adds several high-probability statements (the martingale bound and one or
-two subsampling confidence bounds) holds with probability >= 1 − Σ δ_k by a union bound, provided the
+Confidence. A bound that adds several high-probability statements (the martingale bound and a
+subsampling confidence bound) holds with probability >= 1 − Σ δ_k by a union bound, provided the
 split δ = Σ δ_k is fixed before the data are seen. Splits:
-- "paper":  δ_main = δ·n/(n + m), the rest (δ·m/(n + m)) for subsampling (YilunKuang/token-bounds-for-llms);
-            when two quantities are subsampled (variance-adaptive bound) the rest is halved between them.
-- "equal":  δ/2 for the main bound, δ/2 for subsampling (halved again for two subsampled quantities).
-- a dict of fractions of δ: {"main": f1, "subsample": f2[, "subsample_variance": f3]}, all > 0 and
-  summing to <= 1; without "subsample_variance" the variance-adaptive bound halves "subsample".
+- "paper":  δ_main = δ·n/(n + m), the rest (δ·m/(n + m)) for subsampling (YilunKuang/token-bounds-for-llms).
+- "equal":  δ/2 for the main bound, δ/2 for subsampling.
+- a dict of fractions of δ: {"main": f1, "subsample": f2}, both > 0 and summing to <= 1.
 """
 from __future__ import annotations
 
@@ -41,11 +39,8 @@ def check_delta_split(split: str | Mapping[str, float], flag: str = "delta_split
         return split
     if not isinstance(split, Mapping):
         raise TokenboundError(f"{flag}: expected a name or a dict of fractions, got {type(split).__name__}")
-    allowed = {"main", "subsample", "subsample_variance"}
-    unknown = set(split) - allowed
-    if unknown or not {"main", "subsample"} <= set(split):
-        raise TokenboundError(f"{flag}: dict needs keys 'main' and 'subsample' (optionally 'subsample_variance'), "
-                              f"got {sorted(split)}")
+    if set(split) != {"main", "subsample"}:
+        raise TokenboundError(f"{flag}: dict needs exactly the keys 'main' and 'subsample', got {sorted(split)}")
     out = {k: float(v) for k, v in split.items()}
     if any(not (v > 0) or not math.isfinite(v) for v in out.values()):
         raise TokenboundError(f"{flag}: every fraction must be > 0, got {out}")
@@ -55,34 +50,21 @@ def check_delta_split(split: str | Mapping[str, float], flag: str = "delta_split
 
 
 def delta_shares(delta: float, split: str | Mapping[str, float], sample_size: int, population: float,
-                 num_subsampled: int = 1, exhaustive: bool = False) -> dict[str, float]:
-    """δ shares {"main", "subsample"[, "subsample_variance"]} whose sum is <= δ (see module doc).
+                 exhaustive: bool = False) -> dict[str, float]:
+    """δ shares {"main", "subsample"} whose sum is <= δ (see module doc).
 
-    `num_subsampled` is 1 (only the mean loss is estimated from the sample) or 2 (mean loss and mean
-    squared deviation). The shares depend only on δ, n and m, never on the observed losses.
-    `exhaustive`: the sample is every position exactly once (a fact about the sampler's outcome, which is
-    independent of the data), so nothing is estimated and the whole δ goes to the main bound.
+    The shares depend only on δ, n and m, never on the observed losses. `exhaustive`: the sample is every
+    position exactly once (a fact about the sampler's outcome, which is independent of the data), so nothing
+    is estimated and the whole δ goes to the main bound.
     """
-    if num_subsampled not in (1, 2):
-        raise ValueError("num_subsampled must be 1 or 2")
     if exhaustive:
-        zero = {"subsample": 0.0} if num_subsampled == 1 else {"subsample": 0.0, "subsample_variance": 0.0}
-        return {"main": delta, **zero}
+        return {"main": delta, "subsample": 0.0}
     if isinstance(split, str):
         if split == "paper":
-            main = delta * sample_size / (sample_size + population)
-            rest = delta * population / (sample_size + population)
-        else:
-            main = rest = delta / 2.0
-        if num_subsampled == 1:
-            return {"main": main, "subsample": rest}
-        return {"main": main, "subsample": rest / 2.0, "subsample_variance": rest / 2.0}
-    main, sub = delta * split["main"], delta * split["subsample"]
-    if num_subsampled == 1:
-        return {"main": main, "subsample": sub}
-    if "subsample_variance" in split:
-        return {"main": main, "subsample": sub, "subsample_variance": delta * split["subsample_variance"]}
-    return {"main": main, "subsample": sub / 2.0, "subsample_variance": sub / 2.0}
+            return {"main": delta * sample_size / (sample_size + population),
+                    "subsample": delta * population / (sample_size + population)}
+        return {"main": delta / 2.0, "subsample": delta / 2.0}
+    return {"main": delta * split["main"], "subsample": delta * split["subsample"]}
 
 
 def check_message_bits(message_bits: float, flag: str = "message_bits") -> float:

@@ -76,6 +76,16 @@ def is_exhaustive(stats: TokenStats) -> bool:
     return bool(np.array_equal(np.sort(stats.positions), np.arange(m)))
 
 
+def _check_pilot(pilot_draws: int, n: int, exhaustive: bool) -> int:
+    try:
+        k = int(pilot_draws)
+    except (TypeError, ValueError):
+        raise TokenboundError(f"pilot_draws: expected an integer, got {pilot_draws!r}") from None
+    if k != pilot_draws or k < 0 or (k and k > n - 2):
+        raise TokenboundError(f"pilot_draws: must be 0 or between 1 and n − 2 = {n - 2}, got {pilot_draws!r}")
+    return 0 if exhaustive else k
+
+
 def _check_top_k(top_k: Sequence[int]) -> tuple[int, ...]:
     try:
         out = tuple(int(k) for k in top_k)
@@ -93,7 +103,8 @@ def certify(stats: TokenStats, *, message_bits: float, message_prefix_free: bool
             document_stats: TokenStats | None = None, num_documents: int | None = None,
             top_k: Sequence[int] = DEFAULT_TOP_K, mean_bytes_per_token: float | None = None,
             model: dict | None = None, data: dict | None = None, provenance: dict | None = None,
-            lambda_grid: Sequence[float] = DEFAULT_LAMBDA_GRID, subsample_ci: str = "best") -> dict[str, Any]:
+            lambda_grid: Sequence[float] = DEFAULT_LAMBDA_GRID, subsample_ci: str = "best",
+            control_variate: bool = True, pilot_draws: int = 0) -> dict[str, Any]:
     """Compute every bound on `stats` and return a certificate dict (schema "tokenbound.certificate/1").
 
     Invariants: every bound holds with probability >= 1 − δ (each method separately; the headline too, its
@@ -101,7 +112,10 @@ def certify(stats: TokenStats, *, message_bits: float, message_prefix_free: bool
     method's ``extra_bits``; ``heldout=True`` certifies a held-out stream (a "test-set bound"): the model was
     fixed before that stream was seen, so the message costs nothing (message bits recorded, 0 used), while
     ``extra_bits`` still pays for choices the caller made on the held-out data. `lambda_grid` and
-    `subsample_ci` ("hoeffding" | "maurer_pontil" | "best" | "betting") configure the variance-adaptive method.
+    `subsample_ci` ("hoeffding" | "maurer_pontil" | "best" | "betting") configure the variance-adaptive method;
+    with "betting" and `control_variate`, the stats' control variate (if they carry one) narrows its subsampling
+    term (docs/theory.md §5). `pilot_draws` > 0: α and λ are chosen on draws 0..pilot_draws−1 and each method
+    is certified at its choice on the remaining draws, so the subsampling δ is not divided by the grid sizes.
     `stats` must come from the token or block sampler (unbiased token draws); when it is every position
     exactly once (``inputs.exhaustive``) there is no subsampling term. `document_stats` (document sampler:
     one draw per document) adds the document-level baseline over `num_documents` (default: its
@@ -126,23 +140,45 @@ def certify(stats: TokenStats, *, message_bits: float, message_prefix_free: bool
     base_items.update(extras)
     alpha_items = {**base_items, "alpha_grid": choice_bits(len(grid))}
     method_bits = choice_bits(len(methods))
-    losses = smoothed_loss_bits(stats.prob, grid, vocab)
-
-    choices = len(grid) * len(methods)  # subsampling events to cover at once (methods.py)
     exhaustive = is_exhaustive(stats)
-    bounds: dict[str, dict] = {}
-    bound_at: dict[str, Any] = {}
-    for name in methods:
-        items = {**alpha_items, "method_choice": method_bits}
-        if name == "azuma":
-            entry, at = azuma_method(losses, stats.draw, n, grid, vocab, items, delta, split, m, choices,
-                                     exhaustive)
-        else:
-            items["lambda_grid"] = choice_bits(len(lam_grid))
-            entry, at = variance_adaptive_method(losses, stats.entropy_bits, stats.draw, n, grid, vocab, items,
-                                                 delta, split, m, lam_grid, subsample_ci, choices,
-                                                 exhaustive)
-        bounds[name], bound_at[name] = entry, at
+    pilot = _check_pilot(pilot_draws, n, exhaustive)
+    use_control = control_variate and subsample_ci == "betting"
+
+    def method_bounds(sample: TokenStats, alphas: np.ndarray, lams: np.ndarray, choices: int):
+        """Each method's entry on `sample`, evaluated on the given α and λ grids (the prior pays for the full ones)."""
+        losses = smoothed_loss_bits(sample.prob, alphas, vocab)
+        control = sample.control_variate() if use_control else None
+        out: dict[str, tuple] = {}
+        for name in methods:
+            items = {**alpha_items, "method_choice": method_bits}
+            if name == "azuma":
+                out[name] = azuma_method(losses, sample.draw, sample.num_draws, alphas, vocab, items, delta, split,
+                                         m, choices, exhaustive)
+            else:
+                items["lambda_grid"] = choice_bits(len(lam_grid))
+                out[name] = variance_adaptive_method(losses, sample.entropy_bits, sample.draw, sample.num_draws,
+                                                     alphas, vocab, items, delta, split, m, lams, subsample_ci,
+                                                     choices, exhaustive, control)
+        return out
+
+    if pilot:
+        # α and λ are chosen on the first `pilot` draws and certified on the others, which are independent of
+        # that choice given the data: only the martingale part pays for it (prior bits); each subsampling
+        # statement is about one fixed (α, λ), so δ2 is split only among the methods (docs/theory.md §5).
+        chosen = method_bounds(stats.draws_between(0, pilot), grid, lam_grid, len(grid) * len(methods))
+        rest = stats.draws_between(pilot, n)
+        results = {}
+        for name in methods:
+            pick = chosen[name][0]
+            lams = np.array([pick["lambda"]]) if "lambda" in pick else lam_grid
+            entry, at = method_bounds(rest, np.array([pick["alpha"]]), lams, len(methods))[name]
+            entry["pilot"] = {"draws": pilot, "alpha": pick["alpha"], "lambda": pick.get("lambda"),
+                              "pilot_bound_bits_per_token": pick["bound_bits_per_token"]}
+            results[name] = (entry, at)
+    else:
+        results = method_bounds(stats, grid, lam_grid, len(grid) * len(methods))
+    bounds = {name: results[name][0] for name in methods}
+    bound_at = {name: results[name][1] for name in methods}
 
     num_docs = None
     if document_stats is not None:
@@ -179,6 +215,9 @@ def certify(stats: TokenStats, *, message_bits: float, message_prefix_free: bool
             "vocab_size": vocab, "exhaustive": exhaustive, "delta": delta, "delta_split": split,
             "alpha": best["alpha"], "alpha_grid": [float(a) for a in grid],
             "lambda_grid": [float(x) for x in lam_grid], "subsample_ci": subsample_ci,
+            "control_variate": bool(control_variate), "pilot_draws": pilot,
+            "control_variate_used": (dict(stats.meta["control_variate"])
+                                     if use_control and stats.control_bits is not None and not exhaustive else None),
             "message_bits": bits, "message_prefix_free": bool(message_prefix_free), "extra_bits": extras,
             "methods": list(methods), "top_k": list(ks), "num_documents": num_docs,
             "mean_bytes_per_token": None if mean_bytes_per_token is None else float(mean_bytes_per_token),
@@ -210,7 +249,8 @@ def recompute(certificate: Mapping[str, Any], stats: TokenStats,
             document_stats=document_stats, num_documents=inp["num_documents"], top_k=inp["top_k"],
             mean_bytes_per_token=inp["mean_bytes_per_token"], model=certificate.get("model"),
             data=certificate.get("data"), provenance=certificate.get("provenance"),
-            lambda_grid=inp["lambda_grid"], subsample_ci=inp["subsample_ci"])
+            lambda_grid=inp["lambda_grid"], subsample_ci=inp["subsample_ci"],
+            control_variate=inp["control_variate"], pilot_draws=inp["pilot_draws"])
     except KeyError as e:
         raise TokenboundError(f"certificate: missing input {e.args[0]!r}") from None
     for key, value in certificate.items():

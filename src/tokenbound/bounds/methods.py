@@ -18,8 +18,8 @@ import numpy as np
 from .budget import delta_shares
 from .martingale import azuma_bound_from_draws
 from .smoothing import loss_range_bits
-from .subsampling import draw_means
-from .variance import variance_adaptive_bound_from_draws
+from .subsampling import ControlVariate, draw_means
+from .variance import penalized_losses, variance_adaptive_bound_from_draws
 
 BoundAt = Callable[[float], float]
 
@@ -36,9 +36,9 @@ def _range_entry(l_min, l_max, rng, i: int) -> dict[str, float]:
     return {"min": float(l_min[i]), "max": float(l_max[i]), "range": float(rng[i])}
 
 
-def _shares(delta: float, split, num_draws: int, m: float, num_subsampled: int,
-            subsample_choices: int, exhaustive: bool) -> dict[str, float]:
-    shares = delta_shares(delta, split, num_draws, m, num_subsampled=num_subsampled, exhaustive=exhaustive)
+def _shares(delta: float, split, num_draws: int, m: float, subsample_choices: int,
+            exhaustive: bool) -> dict[str, float]:
+    shares = delta_shares(delta, split, num_draws, m, exhaustive=exhaustive)
     return {k: (v if k == "main" else v / subsample_choices) for k, v in shares.items()}
 
 
@@ -59,7 +59,7 @@ def azuma_method(losses: np.ndarray, draw: np.ndarray, num_draws: int, alpha_gri
     prior = prior_bits_total(prior_items)
 
     def evaluate(rows: np.ndarray, m: float) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-        shares = _shares(delta, split, num_draws, m, 1, subsample_choices, exhaustive)
+        shares = _shares(delta, split, num_draws, m, subsample_choices, exhaustive)
         return azuma_bound_from_draws(draws[rows], rng[rows], prior, shares["main"], shares["subsample"],
                                       m, None if exhaustive else num_draws), shares
 
@@ -82,23 +82,29 @@ def azuma_method(losses: np.ndarray, draw: np.ndarray, num_draws: int, alpha_gri
 def variance_adaptive_method(losses: np.ndarray, entropy_bits: np.ndarray, draw: np.ndarray, num_draws: int,
                              alpha_grid: np.ndarray, vocab_size: int, prior_items: dict[str, float], delta: float,
                              split, num_tokens: float, lambda_grid: np.ndarray, ci: str,
-                             subsample_choices: int = 1, exhaustive: bool = False) -> tuple[dict, BoundAt]:
+                             subsample_choices: int = 1, exhaustive: bool = False,
+                             control: ControlVariate | None = None) -> tuple[dict, BoundAt]:
     """The variance-adaptive bound (variance.py) minimised over the α and λ grids (both paid for).
 
     Centre ĉ_i = the model's predictive entropy clipped to [L_min(α), L_max(α)]: predictable (a function of
-    the context and the model only) and inside the loss range, as the proof requires.
+    the context and the model only) and inside the loss range, as the proof requires. One subsampling statement
+    per (α, λ): each gets δ2 / (`subsample_choices` · K_λ).
     """
     l_min, l_max, rng = loss_range_bits(alpha_grid, vocab_size)
     centre = np.clip(entropy_bits[None, :], l_min[:, None], l_max[:, None])
     loss_draws = draw_means(losses, draw, num_draws)
-    sq_draws = draw_means((losses - centre) ** 2, draw, num_draws)
+    penalized = np.stack([draw_means(penalized_losses(losses, centre, rng, lam), draw, num_draws)
+                          for lam in lambda_grid], axis=1)                               # [A, K, n]
+    sq_dev = draw_means((losses - centre) ** 2, draw, num_draws).mean(axis=-1)
     prior = prior_bits_total(prior_items)
+    choices = subsample_choices * len(lambda_grid)
 
     def evaluate(rows: np.ndarray, m: float):
-        shares = _shares(delta, split, num_draws, m, 2, subsample_choices, exhaustive)
-        return variance_adaptive_bound_from_draws(loss_draws[rows], sq_draws[rows], l_min[rows], l_max[rows],
+        shares = _shares(delta, split, num_draws, m, choices, exhaustive)
+        return variance_adaptive_bound_from_draws(penalized[rows], loss_draws[rows], l_min[rows], l_max[rows],
                                                   rng[rows], prior, shares, m, lambda_grid,
-                                                  "exact" if exhaustive else ci), shares
+                                                  "exact" if exhaustive else ci,
+                                                  None if exhaustive else control), shares
 
     res, shares = evaluate(np.arange(len(alpha_grid)), num_tokens)
     i, k = (int(j) for j in np.unravel_index(int(np.argmin(res["bound"])), res["bound"].shape))
@@ -106,15 +112,15 @@ def variance_adaptive_method(losses: np.ndarray, entropy_bits: np.ndarray, draw:
     entry = {
         "bound_bits_per_token": float(res["bound"][i, k]),
         "terms": {"empirical_bits": float(res["empirical"][i]), "complexity_bits": occam + variance,
-                  "subsample_bits": float(res["mean_upper"][i] - res["empirical"][i]),
+                  "subsample_bits": float(res["subsample"][i, k]),
                   "occam_bits": occam, "variance_bits": variance},
         "alpha": float(alpha_grid[i]), "lambda": float(lambda_grid[k]),
-        "mean_sq_deviation_bits2": float(res["sq_dev_mean"][i]),
-        "mean_sq_deviation_upper_bits2": float(res["sq_dev_upper"][i]),
-        "centre": "entropy_bits clipped to [L_min, L_max]", "subsample_ci": "exact" if exhaustive else ci,
+        "mean_sq_deviation_bits2": float(sq_dev[i]),
+        "centre": "entropy_bits clipped to [L_min, L_max]", "penalty": "lambda*y - ln(1 + lambda*y)",
+        "subsample_ci": "exact" if exhaustive else ci, "control_variate": control is not None and not exhaustive,
         "loss_range_bits": _range_entry(l_min, l_max, rng, i),
         "prior_bits": prior, "extra_bits": dict(prior_items), "delta_shares": shares,
-        "subsample_choices": int(subsample_choices),
+        "subsample_choices": int(choices),
         "num_units": float(num_tokens), "sample_size": int(num_draws),
         "per_alpha_bound_bits": [float(b) for b in res["bound"].min(axis=1)],
     }

@@ -12,6 +12,10 @@ Arrays (one entry per scored position, all of length N):
 - ``draw``         int64   which independent draw of the sampler produced the position: 0..n−1. Under
                            the token sampler every position is its own draw; under the block sampler all
                            scored positions of one sampled window share a draw. Draws are i.i.d. given the data.
+Optional: ``control_bits`` float64, a control variate's value at each scored position (a quantity known at
+every position of the stream, e.g. a bigram model's loss), with ``meta["control_variate"]`` = {"spec",
+"population_mean_bits" (its exact mean over the m positions), "draw_min_bits", "draw_max_bits" (the range of
+its mean over one draw's scored positions, over every possible draw)}; see evaluate/control.py.
 Metadata (``meta``, a JSON-serialisable dict) must hold: ``sampler`` ("token" | "block" | "document"),
 ``context_rule`` (e.g. "doc:1024"), ``seed``, ``population_tokens`` (m, the number of positions the
 sample represents), ``vocab_size``; and may hold ``population_windows``, ``population_documents`` (document
@@ -31,6 +35,7 @@ import numpy as np
 from ..errors import TokenboundError
 
 REQUIRED_META = ("sampler", "context_rule", "seed", "population_tokens", "vocab_size")
+CONTROL_META = ("spec", "population_mean_bits", "draw_min_bits", "draw_max_bits")
 
 
 @dataclass
@@ -41,8 +46,11 @@ class TokenStats:
     entropy_bits: np.ndarray
     draw: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
+    control_bits: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if self.control_bits is not None:
+            self.control_bits = np.asarray(self.control_bits, dtype=np.float64)
         self.positions = np.asarray(self.positions, dtype=np.int64)
         self.prob = np.asarray(self.prob, dtype=np.float64)
         self.rank = np.asarray(self.rank, dtype=np.int64)
@@ -83,7 +91,33 @@ class TokenStats:
             raise TokenboundError(f"{where}: vocab_size must be >= 2, got {self.meta['vocab_size']}")
         if self.draw.min() < 0 or np.unique(self.draw).size != self.num_draws:
             raise TokenboundError(f"{where}: draw ids must be 0..n-1 with every draw present")
+        if self.control_bits is not None:
+            if self.control_bits.shape != (n,) or not np.isfinite(self.control_bits).all():
+                raise TokenboundError(f"{where}: control_bits must be {n} finite values")
+            summary = self.meta.get("control_variate")
+            if not isinstance(summary, dict) or any(k not in summary for k in CONTROL_META):
+                raise TokenboundError(f"{where}: control_bits needs meta['control_variate'] with {', '.join(CONTROL_META)}")
+            if not summary["draw_min_bits"] <= summary["population_mean_bits"] <= summary["draw_max_bits"]:
+                raise TokenboundError(f"{where}: control variate mean lies outside its draw range")
         return self
+
+    def draws_between(self, lo: int, hi: int) -> "TokenStats":
+        """The draws lo..hi−1, renumbered from 0 (a contiguous run of i.i.d. draws is itself i.i.d.)."""
+        keep = (self.draw >= lo) & (self.draw < hi)
+        return TokenStats(self.positions[keep], self.prob[keep], self.rank[keep], self.entropy_bits[keep],
+                          self.draw[keep] - lo, meta=self.meta,
+                          control_bits=None if self.control_bits is None else self.control_bits[keep])
+
+    def control_variate(self):
+        """The ControlVariate of the draws (draw means of control_bits and the population summary), or None."""
+        if self.control_bits is None:
+            return None
+        from .subsampling import ControlVariate, draw_means
+
+        c = self.meta["control_variate"]
+        return ControlVariate(draw_means(self.control_bits, self.draw, self.num_draws),
+                              float(c["population_mean_bits"]), float(c["draw_min_bits"]),
+                              float(c["draw_max_bits"]))
 
     def save(self, path: str | Path) -> None:
         """Write atomically as .npz (no pickle)."""
@@ -91,9 +125,10 @@ class TokenStats:
         import io
 
         buf = io.BytesIO()
+        extra = {} if self.control_bits is None else {"control_bits": self.control_bits}
         np.savez(buf, positions=self.positions, prob=self.prob, rank=self.rank,
                  entropy_bits=self.entropy_bits, draw=self.draw,
-                 meta=np.array(json.dumps(self.meta, sort_keys=True)))
+                 meta=np.array(json.dumps(self.meta, sort_keys=True)), **extra)
         write_bytes(path, buf.getvalue())
 
     @classmethod
@@ -105,6 +140,7 @@ class TokenStats:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in ("positions", "prob", "rank", "entropy_bits", "draw")}
                 meta = json.loads(str(z["meta"]))
+                control = z["control_bits"] if "control_bits" in z.files else None
         except (KeyError, ValueError, OSError) as e:
             raise TokenboundError(f"{path}: not a valid TokenStats file ({e})") from None
-        return cls(**arrays, meta=meta)
+        return cls(**arrays, meta=meta, control_bits=control)

@@ -14,14 +14,29 @@ Implemented, for values in [lo, hi] with w = hi − lo (each with probability >=
 - "betting": the betting bound of Waudby-Smith & Ramdas (2024), see betting.py; no range term, so it is far
   tighter than the others when the draws vary little (block sampling).
 - "exact": the draws are every position exactly once, so their mean IS the full-stream mean (no δ spent).
+
+A control variate (``ControlVariate``: a quantity g known at every position, so its exact population mean ḡ
+is known) may accompany the betting bound: it bounds the mean of z_i − β_i(g_i − ḡ), β_i predictable, whose
+mean is the same but whose spread is far smaller when z and g move together (betting.py, docs/theory.md §5).
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 CI_METHODS = ("hoeffding", "maurer_pontil", "best", "betting")
+
+
+@dataclass(frozen=True)
+class ControlVariate:
+    """A control for the draws: its value per draw ([n]), exact population mean, and possible range."""
+
+    draws: np.ndarray
+    mean: float
+    lo: float
+    hi: float
 
 
 def draw_means(values: np.ndarray, draw: np.ndarray, num_draws: int) -> np.ndarray:
@@ -56,11 +71,12 @@ def maurer_pontil_width(normalized_values: np.ndarray, delta: float) -> np.ndarr
 
 
 def upper_mean(draw_values: np.ndarray, lo: float | np.ndarray, hi: float | np.ndarray, delta: float,
-               method: str = "hoeffding") -> tuple[np.ndarray, np.ndarray]:
+               method: str = "hoeffding", control: ControlVariate | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(sample mean, upper confidence bound) of E Z for i.i.d. draws Z ∈ [lo, hi], per row of [..., n].
 
     With probability >= 1 − δ the true mean is <= the returned upper bound. The upper bound never
-    exceeds `hi` (the trivial bound). `lo`/`hi` broadcast against the leading axes.
+    exceeds `hi` (the trivial bound). `lo`/`hi` broadcast against the leading axes. `control` (betting only)
+    is shared by every row; the draws must be in draw order (the bets and β_i are predictable).
     """
     z = np.asarray(draw_values, dtype=np.float64)
     n = z.shape[-1]
@@ -70,12 +86,17 @@ def upper_mean(draw_values: np.ndarray, lo: float | np.ndarray, hi: float | np.n
     mean = z.mean(axis=-1)
     if method == "exact":
         return mean, mean
+    if control is not None and method != "betting":
+        raise ValueError(f"a control variate needs the betting confidence bound, not {method!r}")
     if method == "betting":
-        from .betting import betting_upper
+        from .betting import betting_upper, control_variate_draws
 
-        safe = np.where(width > 0, width, 1.0)
-        y = np.clip((z - lo[..., None]) / safe[..., None] if np.ndim(lo) else (z - lo) / safe, 0.0, 1.0)
-        radius = np.maximum(0.0, (lo + width * betting_upper(y, delta)) - mean)
+        if control is None:
+            up = betting_upper(z, delta, lo, hi)
+        else:
+            values, limits, _ = control_variate_draws(z, control.draws, control.mean, control.lo, control.hi, hi)
+            up = betting_upper(values, delta, lo, hi, upper_limits=limits)
+        radius = np.maximum(0.0, up - mean)
     elif method == "hoeffding":
         radius = hoeffding_width(width, n, delta)
     elif method in ("maurer_pontil", "best"):

@@ -31,6 +31,12 @@ def add_arguments(p) -> None:
     p.add_argument("--train-data", type=Path, help="with --heldout: the training store to check disjointness")
     p.add_argument("--subsample-ci", default="betting", choices=("betting", "best", "maurer_pontil", "hoeffding"),
                    help="confidence bound for the variance-adaptive method's subsampled sums (default betting)")
+    p.add_argument("--control-variate", default="markov:1", choices=("markov:1", "markov:0", "none"),
+                   help="with betting: a bigram (markov:1) or unigram loss known on every position, which narrows "
+                        "the subsampling term (default markov:1; docs/theory.md §5)")
+    p.add_argument("--pilot-draws", type=int, default=None,
+                   help="draws that choose alpha and lambda before the others certify them, so the subsampling "
+                        "term pays for no grid (default: a tenth of --samples from 200 on; 0 = off)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -44,7 +50,8 @@ def run(args) -> int:
     cert = bound(model, args.data, args.out, samples=args.samples, context=args.context, sampler=args.sampler,
                  delta=args.delta, heldout=args.heldout, doc_samples=args.doc_samples, seed=args.seed,
                  device=args.device, batch_size=args.batch_size, train_data=args.train_data,
-                 subsample_ci=args.subsample_ci, force=args.force)
+                 subsample_ci=args.subsample_ci, force=args.force, control_variate=args.control_variate,
+                 pilot_draws=args.pilot_draws)
     print("\n".join(summary_lines(cert)))
     print(f"certificate: {args.out}")
     return 0

@@ -24,6 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seeds the source and every trial")
     p.add_argument("--subsample-ci", default="betting", choices=("betting", "best", "maurer_pontil", "hoeffding"),
                    help="confidence bound of the variance-adaptive method's subsampled sums (as in `bound`)")
+    p.add_argument("--control-variate", default="markov:0", choices=("markov:0", "markov:1", "none"),
+                   help="control variate for the betting bound, fitted on each trial's stream (default markov:0)")
+    p.add_argument("--pilot-draws", type=int, default=None, metavar="K",
+                   help="draws that choose alpha and lambda (default: a tenth of --samples from 200 on; 0 = off)")
     p.add_argument("--workers", type=int, default=1, metavar="W", help="worker processes (results do not depend on it)")
 
 
@@ -32,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = validate(args.source, trials=args.trials, tokens=args.tokens, samples=args.samples, order=args.order,
                       smoothing=args.smoothing, methods=args.method.split(","), delta=args.delta, seed=args.seed,
-                      workers=args.workers, subsample_ci=args.subsample_ci)
+                      workers=args.workers, subsample_ci=args.subsample_ci, control=args.control_variate,
+                      pilot_draws=args.pilot_draws)
     print(json.dumps(result, indent=2))
     return 0

@@ -28,6 +28,8 @@ from ..bounds.stats import TokenStats
 from ..data.context import ContextRule
 from ..data.store import TokenStore
 from ..errors import TokenboundError
+from .control import DEFAULT_CONTROL, attach_control, check_control_spec
+from .shards import STATS_FILE
 from ..models.loading import artifact_type, load
 
 DEFAULT_SAMPLES = 10_000
@@ -118,6 +120,11 @@ def resolve_stores(data: Path, heldout: bool, train_data: Path | None) -> tuple[
     return store, train
 
 
+def default_pilot_draws(samples: int) -> int:
+    """A tenth of the draws choose α and λ (docs/theory.md §5); below 200 draws every draw certifies."""
+    return samples // 10 if samples >= 200 else 0
+
+
 def stats_dir_for(out: Path, suffix: str) -> Path:
     """CERT.json -> CERT.stats (or CERT.docstats) beside it."""
     return out.with_name(out.stem + suffix)
@@ -128,12 +135,15 @@ def bound(model_path: Path, data: Path, out: Path, *, samples: int = DEFAULT_SAM
           seed: int = 0, device: str = "cpu", batch_size: int = 8, train_data: Path | None = None,
           methods: Sequence[str] = ("azuma", "variance_adaptive"), alpha_grid: Sequence[float] | None = None,
           extra_bits: dict[str, float] | None = None, subsample_ci: str = "betting", force: bool = False,
-          progress: bool = True, message: MessageLength | None = None) -> dict[str, Any]:
+          progress: bool = True, message: MessageLength | None = None,
+          control_variate: str = DEFAULT_CONTROL, pilot_draws: int | None = None) -> dict[str, Any]:
     """Score `model_path` on `data` and write a certificate to `out` (JSON); return the certificate.
 
     `message` overrides the message length (used by experiments that already computed it). `subsample_ci` is
     the confidence bound the variance-adaptive method uses for its subsampled sums (the Azuma method always
-    uses Hoeffding, as the seed paper does); see docs/theory.md §5.
+    uses Hoeffding, as the seed paper does); see docs/theory.md §5. `control_variate` (evaluate/control.py:
+    "markov:1", "markov:0" or "none") is attached to the statistics and used with the betting bound.
+    `pilot_draws` (default: a tenth of the draws from 200 on) choose α and λ before the rest certify them.
     """
     from ..evaluate.score import score
 
@@ -146,6 +156,9 @@ def bound(model_path: Path, data: Path, out: Path, *, samples: int = DEFAULT_SAM
         raise TokenboundError(f"--samples: must be a positive integer, got {samples}")
     if doc_samples < 0:
         raise TokenboundError(f"--doc-samples: must be >= 0, got {doc_samples}")
+    check_control_spec(control_variate)
+    if pilot_draws is None:
+        pilot_draws = default_pilot_draws(samples)
     kind = artifact_type(model_path)
     store, train_store = resolve_stores(data, heldout, train_data)
     msg = message or message_length(model_path, kind, device=device)
@@ -154,6 +167,9 @@ def bound(model_path: Path, data: Path, out: Path, *, samples: int = DEFAULT_SAM
 
     stats = score(model, store, rule, sampler, samples, seed, out_dir=stats_dir_for(out, ".stats"),
                   batch_size=batch_size, device=device, progress=progress, model_sha256=msg.model_sha256)
+    if control_variate != "none" and subsample_ci == "betting":
+        stats = attach_control(stats, store, control_variate)
+        stats.save(stats_dir_for(out, ".stats") / STATS_FILE)
     doc_stats = None
     if doc_samples:
         # non-overlapping windows laid over each sampled document: every token once, one pass per B tokens
@@ -166,7 +182,7 @@ def bound(model_path: Path, data: Path, out: Path, *, samples: int = DEFAULT_SAM
         stats, message_bits=msg.bits, message_prefix_free=msg.prefix_free, extra_bits=extras, delta=delta,
         methods=tuple(methods), heldout=heldout, document_stats=doc_stats,
         num_documents=store.num_documents if doc_stats is not None else None,
-        mean_bytes_per_token=store.mean_bytes_per_token, subsample_ci=subsample_ci,
+        mean_bytes_per_token=store.mean_bytes_per_token, subsample_ci=subsample_ci, pilot_draws=pilot_draws,
         **({"alpha_grid": tuple(alpha_grid)} if alpha_grid else {}),
         model={"path": str(model_path), "type": kind, "sha256": msg.model_sha256,
                "artifact_sha256": artifact_sha256(model_path), "message_label": msg.label,
@@ -185,8 +201,6 @@ def bound(model_path: Path, data: Path, out: Path, *, samples: int = DEFAULT_SAM
 
 
 def stats_reference(cert_path: Path, stats_dir: Path) -> dict[str, str]:
-    from .shards import STATS_FILE
-
     f = stats_dir / STATS_FILE
     return {"path": str(f.relative_to(cert_path.parent)), "sha256": sha256_file(f)}
 

@@ -3,7 +3,8 @@
 Checks, each reported as one line when it fails:
 1. the statistics files exist and their sha256 matches the certificate;
 2. every bound recomputes to the same numbers from those statistics (bounds.certificate.recompute);
-3. the token store's files still hash to the recorded store sha256;
+3. the token store's files still hash to the recorded store sha256, and the statistics' control variate (if any)
+   recomputes from the store to the same values;
 4. the model re-decodes (a CompressedModel from its bitstream) to the weights that were scored, and its message
    length is the one the certificate charged.
 """
@@ -17,6 +18,7 @@ from ..bounds.certificate import compare, recompute
 from ..data.store import TokenStore, store_manifest
 from ..errors import TokenboundError
 from .bound import artifact_sha256, load_stats
+from .control import check_control
 
 
 def verify(cert_path: Path, *, check_model: bool = True, device: str = "cpu") -> list[str]:
@@ -48,7 +50,10 @@ def verify(cert_path: Path, *, check_model: bool = True, device: str = "cpu") ->
 
     data = cert.get("data") or {}
     if data.get("path"):
-        problems += _check_store(Path(data["path"]), data.get("sha256"))
+        store_problems = _check_store(Path(data["path"]), data.get("sha256"))
+        problems += store_problems
+        if not store_problems and "stats" in stats and stats["stats"].control_bits is not None:
+            problems += check_control(stats["stats"], TokenStore.open(Path(data["path"])))
     if check_model:
         problems += _check_model(cert.get("model") or {}, cert["inputs"], device)
     return problems

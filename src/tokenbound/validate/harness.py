@@ -64,28 +64,38 @@ def true_risk_bits(model: MarkovModel, tokens: np.ndarray, doc_offsets: np.ndarr
 
 
 def _token_stats(model: MarkovModel, tokens: np.ndarray, doc_offsets: np.ndarray, n: int,
-                 rng: np.random.Generator, seed: int) -> TokenStats:
+                 rng: np.random.Generator, seed: int, control: str = "none") -> TokenStats:
     m = tokens.size
-    positions = np.arange(m) if n == 0 else np.sort(rng.integers(0, m, n))
+    # draw order is kept: the betting bound's bets are predictable in it (sorting would break that)
+    positions = np.arange(m) if n == 0 else rng.integers(0, m, n)
     prob, rank, ent = model.score_positions(tokens, doc_offsets, positions)
+    meta = {"sampler": "token", "context_rule": model.context_rule, "seed": seed, "population_tokens": m,
+            "vocab_size": model.vocab_size}
+    values = None
+    if control != "none":
+        from ..evaluate.control import stream_bits, summarize
+
+        everywhere = stream_bits(tokens, doc_offsets, model.vocab_size, model.eot, control)
+        meta["control_variate"] = summarize(everywhere, control, "token", None)
+        values = everywhere[positions]
     return TokenStats(positions=positions, prob=prob, rank=rank, entropy_bits=ent, draw=np.arange(positions.size),
-                      meta={"sampler": "token", "context_rule": model.context_rule, "seed": seed,
-                            "population_tokens": m, "vocab_size": model.vocab_size})
+                      meta=meta, control_bits=values)
 
 
 def run_trial(source: Source, *, trial_seed: int, tokens: int, samples: int, order: int, smoothing: str,
-              methods: Sequence[str], delta: float, certify_fn=None, subsample_ci: str = "betting"
-              ) -> dict[str, Any]:
+              methods: Sequence[str], delta: float, certify_fn=None, subsample_ci: str = "betting",
+              control: str = "none", pilot_draws: int = 0) -> dict[str, Any]:
     """One trial; returns {method: {bound, risk, alpha, covered}} plus the model's message bits."""
     if certify_fn is None:
         from ..bounds.certificate import certify as certify_fn
     rng = np.random.default_rng(trial_seed)
     stream = source.sample(rng, tokens)
     model = MarkovModel.fit(stream.tokens, stream.doc_offsets, source.vocab_size, source.eot, order, smoothing)
-    stats = _token_stats(model, stream.tokens, stream.doc_offsets, samples, rng, trial_seed)
+    stats = _token_stats(model, stream.tokens, stream.doc_offsets, samples, rng, trial_seed, control)
     certified = tuple(m for m in methods if m in CERTIFIED_METHODS) or ("azuma",)  # broken needs Azuma's α
+    options = {} if subsample_ci is None else {"subsample_ci": subsample_ci, "pilot_draws": pilot_draws}
     cert = certify_fn(stats, message_bits=model.message_bits, message_prefix_free=True, delta=delta,
-                      methods=certified, top_k=(), **({} if subsample_ci is None else {"subsample_ci": subsample_ci}))
+                      methods=certified, top_k=(), **options)
     grid = np.asarray(cert["inputs"]["alpha_grid"], dtype=np.float64)
     risks, train = true_risk_bits(model, stream.tokens, stream.doc_offsets, stream.true_probs, grid)
     out: dict[str, Any] = {"seed": trial_seed, "message_bits": model.message_bits, "methods": {}}
@@ -134,8 +144,13 @@ def _trial_worker(job: tuple) -> dict[str, Any]:
 def validate(source: str = "markov", *, trials: int = 100, tokens: int = 10_000, samples: int = 2_000,
              order: int = 1, smoothing: str = "wb", methods: Sequence[str] = METHODS, delta: float = 0.05,
              seed: int = 0, workers: int = 1, progress: bool = True, certify_fn=None,
-             subsample_ci: str = "betting") -> dict[str, Any]:
-    """Run `trials` trials and summarise coverage per method (module docstring). JSON-ready dict."""
+             subsample_ci: str = "betting", control: str = "markov:0", pilot_draws: int | None = None
+             ) -> dict[str, Any]:
+    """Run `trials` trials and summarise coverage per method (module docstring). JSON-ready dict.
+
+    `control` ("markov:0" | "markov:1" | "none"): control variate fitted on each trial's stream, used with the
+    betting bound; `pilot_draws` (default: a tenth of the samples from 200 on) choose α and λ (certify).
+    """
     from tqdm import tqdm
 
     methods = check_methods(methods)
@@ -143,11 +158,19 @@ def validate(source: str = "markov", *, trials: int = 100, tokens: int = 10_000,
         raise TokenboundError("--trials >= 1, --tokens >= 2, --samples >= 0, --order >= 0 and --workers >= 1 needed")
     if not 0 < delta < 1:
         raise TokenboundError(f"--delta: must be in (0, 1), got {delta}")
+    from ..evaluate.control import check_control_spec
+
+    check_control_spec(control)
+    if subsample_ci != "betting":
+        control = "none"
+    if pilot_draws is None:
+        pilot_draws = samples // 10 if samples >= 200 else 0
     src = make_source(source, seed)
     seeds = [int(s.generate_state(1, np.uint64)[0] >> np.uint64(1))
              for s in np.random.SeedSequence(seed).spawn(trials)]
     common = {"tokens": tokens, "samples": samples, "order": order, "smoothing": smoothing, "methods": methods,
-              "delta": delta, "subsample_ci": None if certify_fn is not None else subsample_ci}
+              "delta": delta, "subsample_ci": None if certify_fn is not None else subsample_ci,
+              "control": "none" if certify_fn is not None else control, "pilot_draws": pilot_draws}
     bar = tqdm(total=trials, desc=f"validate {src.spec}", unit="trial", disable=None if progress else True)
     results: list[dict[str, Any]] = []
     if workers == 1 or certify_fn is not None:
@@ -165,7 +188,8 @@ def validate(source: str = "markov", *, trials: int = 100, tokens: int = 10_000,
     bar.close()
     return {
         "source": src.describe(), "trials": trials, "tokens": tokens,
-        "samples": samples if samples else "all", "subsample_ci": subsample_ci, "order": order, "smoothing": smoothing, "delta": delta,
+        "samples": samples if samples else "all", "subsample_ci": subsample_ci, "control_variate": control,
+        "pilot_draws": pilot_draws, "order": order, "smoothing": smoothing, "delta": delta,
         "seed": seed, "trial_seeds": "SeedSequence(seed).spawn(trials)",
         "mean_message_bits": float(np.mean([r["message_bits"] for r in results])),
         "methods": summarize(results, methods, delta),
