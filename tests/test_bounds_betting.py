@@ -120,3 +120,15 @@ def test_control_variate_draws_are_predictable_and_within_limits():
     assert np.array_equal(beta2[:501], beta[:501])
     with pytest.raises(ValueError, match="betting"):
         upper_mean(z_pop[None], 0.0, 16.0, 0.1, "hoeffding", control=ControlVariate(g_pop, 0, 0, 1))
+
+
+def test_projected_radius_forecasts_the_betting_radius():
+    """The pilot's forecast (used only to choose α and λ) lands within 40 % of the radius later certified."""
+    from tokenbound.bounds.subsampling import projected_radius
+
+    rng = np.random.default_rng(8)
+    for sd, n in ((0.5, 3000), (2.0, 1000), (0.1, 2000)):
+        z = np.clip(rng.normal(8.0, sd, size=n + n // 10), 0.0, 16.0)
+        forecast = projected_radius(z[None, : n // 10], np.array([0.0]), np.array([16.0]), 0.01, n)[0]
+        mean, up = upper_mean(z[None, n // 10:], 0.0, 16.0, 0.01, "betting")
+        assert 0.6 < forecast / (up[0] - mean[0]) < 1.4

@@ -7,6 +7,7 @@ import pytest
 
 from tokenbound.bounds import TokenStats, certify, compare, recompute
 from tokenbound.bounds.breakeven import azuma_break_even_closed_form
+from tokenbound.bounds.smoothing import smoothed_loss_bits
 from tokenbound.errors import TokenboundError
 
 REQUIRED = ("schema", "bound_bits_per_token", "method", "random_guess_bits", "vacuous", "terms", "inputs", "bounds",
@@ -293,14 +294,25 @@ def test_pilot_draws_choose_alpha_and_lambda_then_certify_on_the_rest():
     full = certify(stats, message_bits=1e4)
     cert = certify(stats, message_bits=1e4, pilot_draws=300)
     assert compare(cert, recompute(roundtrip(cert), stats)) == []
-    pilot_only = certify(stats.draws_between(0, 300), message_bits=1e4)
+    # the choice depends on the pilot draws only: changing every certifying draw leaves it alone
+    other = synthetic(n=3000, seed=9)
+    keep = stats.draw < 300
+    mixed = TokenStats(np.concatenate([stats.positions[keep], other.positions[other.draw >= 300]]),
+                       np.concatenate([stats.prob[keep], other.prob[other.draw >= 300]]),
+                       np.concatenate([stats.rank[keep], other.rank[other.draw >= 300]]),
+                       np.concatenate([stats.entropy_bits[keep], other.entropy_bits[other.draw >= 300]]),
+                       np.concatenate([stats.draw[keep], other.draw[other.draw >= 300]]), meta=stats.meta)
+    cert2 = certify(mixed, message_bits=1e4, pilot_draws=300)
     rest_draws = 2700
     for name in ("azuma", "variance_adaptive"):
         b = cert["bounds"][name]
-        # the choice is the one the full grids make on the pilot draws alone
-        assert b["pilot"]["alpha"] == pilot_only["bounds"][name]["alpha"] == b["alpha"]
-        assert b["pilot"]["lambda"] == pilot_only["bounds"][name].get("lambda")
+        assert b["pilot"]["alpha"] == b["alpha"] == cert2["bounds"][name]["alpha"]
+        assert b["pilot"]["lambda"] == b.get("lambda") == cert2["bounds"][name].get("lambda")
         assert b["sample_size"] == rest_draws
+        # the empirical term is the certifying draws' mean loss at the chosen α
+        rest = stats.draws_between(300, 3000)
+        assert b["terms"]["empirical_bits"] == pytest.approx(
+            smoothed_loss_bits(rest.prob, np.array([b["alpha"]]), 8192)[0].mean(), rel=1e-12)
         # the prior still pays for the whole grids and the method choice ...
         assert b["extra_bits"] == full["bounds"][name]["extra_bits"]
         # ... but the subsampling statement is about one (α, λ): δ2 is split only between the two methods

@@ -8,7 +8,7 @@ from tokenbound.bounds.stats import TokenStats
 from tokenbound.bounds.subsampling import draw_means, upper_mean
 from tokenbound.bounds.variance import penalized_losses, psi
 from tokenbound.data.context import ContextRule
-from tokenbound.data.store import TokenStore, write_store
+from tokenbound.data.store import write_store
 from tokenbound.errors import TokenboundError
 from tokenbound.evaluate.control import attach_control, check_control, position_bits
 

@@ -144,8 +144,11 @@ def certify(stats: TokenStats, *, message_bits: float, message_prefix_free: bool
     pilot = _check_pilot(pilot_draws, n, exhaustive)
     use_control = control_variate and subsample_ci == "betting"
 
-    def method_bounds(sample: TokenStats, alphas: np.ndarray, lams: np.ndarray, choices: int):
-        """Each method's entry on `sample`, evaluated on the given α and λ grids (the prior pays for the full ones)."""
+    def method_bounds(sample: TokenStats, alphas: np.ndarray, lams: np.ndarray, choices: int,
+                      projected: int | None = None):
+        """Each method's entry on `sample`, evaluated on the given α and λ grids (the prior pays for the full ones).
+
+        `projected`: `sample` is a pilot; subsampling terms are forecast for that many certifying draws."""
         losses = smoothed_loss_bits(sample.prob, alphas, vocab)
         control = sample.control_variate() if use_control else None
         out: dict[str, tuple] = {}
@@ -153,19 +156,20 @@ def certify(stats: TokenStats, *, message_bits: float, message_prefix_free: bool
             items = {**alpha_items, "method_choice": method_bits}
             if name == "azuma":
                 out[name] = azuma_method(losses, sample.draw, sample.num_draws, alphas, vocab, items, delta, split,
-                                         m, choices, exhaustive)
+                                         m, choices, exhaustive, projected)
             else:
                 items["lambda_grid"] = choice_bits(len(lam_grid))
                 out[name] = variance_adaptive_method(losses, sample.entropy_bits, sample.draw, sample.num_draws,
                                                      alphas, vocab, items, delta, split, m, lams, subsample_ci,
-                                                     choices, exhaustive, control)
+                                                     choices, exhaustive, control, projected)
         return out
 
     if pilot:
         # α and λ are chosen on the first `pilot` draws and certified on the others, which are independent of
         # that choice given the data: only the martingale part pays for it (prior bits); each subsampling
         # statement is about one fixed (α, λ), so δ2 is split only among the methods (docs/theory.md §5).
-        chosen = method_bounds(stats.draws_between(0, pilot), grid, lam_grid, len(grid) * len(methods))
+        # The choice minimises the bound forecast for the certifying draws, not the pilot's own (far wider) one.
+        chosen = method_bounds(stats.draws_between(0, pilot), grid, lam_grid, len(methods), projected=n - pilot)
         rest = stats.draws_between(pilot, n)
         results = {}
         for name in methods:
@@ -173,7 +177,7 @@ def certify(stats: TokenStats, *, message_bits: float, message_prefix_free: bool
             lams = np.array([pick["lambda"]]) if "lambda" in pick else lam_grid
             entry, at = method_bounds(rest, np.array([pick["alpha"]]), lams, len(methods))[name]
             entry["pilot"] = {"draws": pilot, "alpha": pick["alpha"], "lambda": pick.get("lambda"),
-                              "pilot_bound_bits_per_token": pick["bound_bits_per_token"]}
+                              "forecast_bound_bits_per_token": pick["bound_bits_per_token"]}
             results[name] = (entry, at)
     else:
         results = method_bounds(stats, grid, lam_grid, len(grid) * len(methods))

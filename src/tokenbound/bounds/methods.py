@@ -44,12 +44,15 @@ def _shares(delta: float, split, num_draws: int, m: float, subsample_choices: in
 
 def azuma_method(losses: np.ndarray, draw: np.ndarray, num_draws: int, alpha_grid: np.ndarray | None,
                  vocab_size: int | None, prior_items: dict[str, float], delta: float, split, num_units: float,
-                 subsample_choices: int = 1, exhaustive: bool = False) -> tuple[dict, BoundAt]:
+                 subsample_choices: int = 1, exhaustive: bool = False,
+                 projected_draws: int | None = None) -> tuple[dict, BoundAt]:
     """Theorem A + Hoeffding subsampling for each row of `losses` ([A, N]); the best row is reported.
 
     With `alpha_grid` None the rows are 0-1 losses (Δ = 1, range [0, 1]; used for top-k). `num_units` is
     m (tokens; documents for the document-level baseline), `num_draws` is n. `exhaustive`: the draws are
     every unit exactly once, so the sample mean is exact (no subsampling term, all of δ to Theorem A).
+    `projected_draws`: score a pilot — the Hoeffding term (which does not depend on the data) is the one
+    `projected_draws` certifying draws will pay; used only to choose α (certificate.py).
     """
     if alpha_grid is None:
         l_min, l_max, rng = np.zeros(len(losses)), np.ones(len(losses)), np.ones(len(losses))
@@ -59,9 +62,10 @@ def azuma_method(losses: np.ndarray, draw: np.ndarray, num_draws: int, alpha_gri
     prior = prior_bits_total(prior_items)
 
     def evaluate(rows: np.ndarray, m: float) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-        shares = _shares(delta, split, num_draws, m, subsample_choices, exhaustive)
+        n = projected_draws or num_draws
+        shares = _shares(delta, split, n, m, subsample_choices, exhaustive)
         return azuma_bound_from_draws(draws[rows], rng[rows], prior, shares["main"], shares["subsample"],
-                                      m, None if exhaustive else num_draws), shares
+                                      m, None if exhaustive else n), shares
 
     res, shares = evaluate(np.arange(len(losses)), num_units)
     i = int(np.argmin(res["bound"]))  # first minimum: deterministic
@@ -83,12 +87,14 @@ def variance_adaptive_method(losses: np.ndarray, entropy_bits: np.ndarray, draw:
                              alpha_grid: np.ndarray, vocab_size: int, prior_items: dict[str, float], delta: float,
                              split, num_tokens: float, lambda_grid: np.ndarray, ci: str,
                              subsample_choices: int = 1, exhaustive: bool = False,
-                             control: ControlVariate | None = None) -> tuple[dict, BoundAt]:
+                             control: ControlVariate | None = None,
+                             projected_draws: int | None = None) -> tuple[dict, BoundAt]:
     """The variance-adaptive bound (variance.py) minimised over the α and λ grids (both paid for).
 
     Centre ĉ_i = the model's predictive entropy clipped to [L_min(α), L_max(α)]: predictable (a function of
     the context and the model only) and inside the loss range, as the proof requires. One subsampling statement
-    per (α, λ): each gets δ2 / (`subsample_choices` · K_λ).
+    per (α, λ): each gets δ2 / (`subsample_choices` · K_λ). `projected_draws`: score a pilot — the
+    subsampling term is projected to that many certifying draws (subsampling.projected_upper_mean).
     """
     l_min, l_max, rng = loss_range_bits(alpha_grid, vocab_size)
     centre = np.clip(entropy_bits[None, :], l_min[:, None], l_max[:, None])
@@ -100,10 +106,10 @@ def variance_adaptive_method(losses: np.ndarray, entropy_bits: np.ndarray, draw:
     choices = subsample_choices * len(lambda_grid)
 
     def evaluate(rows: np.ndarray, m: float):
-        shares = _shares(delta, split, num_draws, m, choices, exhaustive)
+        shares = _shares(delta, split, projected_draws or num_draws, m, choices, exhaustive)
+        how = "exact" if exhaustive else (f"projected:{projected_draws}" if projected_draws else ci)
         return variance_adaptive_bound_from_draws(penalized[rows], loss_draws[rows], l_min[rows], l_max[rows],
-                                                  rng[rows], prior, shares, m, lambda_grid,
-                                                  "exact" if exhaustive else ci,
+                                                  rng[rows], prior, shares, m, lambda_grid, how,
                                                   None if exhaustive else control), shares
 
     res, shares = evaluate(np.arange(len(alpha_grid)), num_tokens)
