@@ -110,14 +110,15 @@ def test_resume_gives_identical_certificate(setup, tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--samples", "0"], "--samples"),
     (["--context", "window:5"], "--context"),
-    (["--delta", "1.5"], "delta"),
+    (["--delta", "1.5"], "--delta"),
+    (["--samples", "300", "--pilot-draws", "299"], "--pilot-draws"),
 ])
 def test_bad_input_is_one_line_error(setup, tmp_path, capsys, argv, message):
     rc = main(["bound", "--markov", str(setup / "markov"), "--data", str(setup / "store"), "--out",
                str(tmp_path / "c.json"), *argv])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and message in err and len(err.splitlines()) == 1
-    assert not (tmp_path / "c.json").exists()
+    assert not (tmp_path / "c.json").exists() and not (tmp_path / "c.stats").exists()
 
 
 def test_vocab_mismatch_is_refused(setup, tmp_path, capsys):

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..artifacts import (KIND_COMPRESSED, KIND_MARKOV, read_manifest, sha256_dir, sha256_file,
                          write_json)
+from ..bounds.budget import check_delta
 from ..bounds.certificate import certify
 from ..bounds.stats import TokenStats
 from ..data.context import ContextRule
@@ -157,8 +158,12 @@ def bound(model_path: Path, data: Path, out: Path, *, samples: int = DEFAULT_SAM
     if doc_samples < 0:
         raise TokenboundError(f"--doc-samples: must be >= 0, got {doc_samples}")
     check_control_spec(control_variate)
+    check_delta(delta, "--delta")
     if pilot_draws is None:
         pilot_draws = default_pilot_draws(samples)
+    if pilot_draws < 0 or (pilot_draws and pilot_draws > samples - 2):
+        raise TokenboundError(f"--pilot-draws: must be 0 or between 1 and --samples − 2 = {samples - 2}, "
+                              f"got {pilot_draws}")
     kind = artifact_type(model_path)
     store, train_store = resolve_stores(data, heldout, train_data)
     msg = message or message_length(model_path, kind, device=device)
