@@ -101,3 +101,13 @@ def test_certificate_uses_the_control_and_recomputes(store):
     assert compare(b, recompute(b, with_cv)) == []
     off = certify(with_cv, **kw, control_variate=False)
     assert off["bounds"]["variance_adaptive"]["bound_bits_per_token"] == a["bounds"]["variance_adaptive"]["bound_bits_per_token"]
+
+
+def test_control_refused_up_front_on_stores_too_large_for_memory(monkeypatch):
+    import tokenbound.evaluate.control as control
+
+    monkeypatch.setattr(control, "MAX_CONTROL_TOKENS", 1000)
+    with pytest.raises(TokenboundError, match="--control-variate none"):
+        control.check_control_spec("markov:1", 5000)
+    assert control.check_control_spec("none", 5000) == "none"
+    assert control.check_control_spec("markov:0", 999) == "markov:0"

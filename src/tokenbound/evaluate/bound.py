@@ -157,7 +157,6 @@ def bound(model_path: Path, data: Path, out: Path, *, samples: int = DEFAULT_SAM
         raise TokenboundError(f"--samples: must be a positive integer, got {samples}")
     if doc_samples < 0:
         raise TokenboundError(f"--doc-samples: must be >= 0, got {doc_samples}")
-    check_control_spec(control_variate)
     check_delta(delta, "--delta")
     if pilot_draws is None:
         pilot_draws = default_pilot_draws(samples)
@@ -166,6 +165,7 @@ def bound(model_path: Path, data: Path, out: Path, *, samples: int = DEFAULT_SAM
                               f"got {pilot_draws}")
     kind = artifact_type(model_path)
     store, train_store = resolve_stores(data, heldout, train_data)
+    check_control_spec(control_variate, store.num_tokens if subsample_ci == "betting" else 0)
     msg = message or message_length(model_path, kind, device=device)
     model = load(model_path, device=device)
     rule = ContextRule.parse(context or default_context(model, kind, model_path))

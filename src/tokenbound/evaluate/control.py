@@ -21,13 +21,18 @@ from ..data.store import TokenStore
 from ..errors import TokenboundError
 
 DEFAULT_CONTROL = "markov:1"
+# The whole stream's values (8 bytes/token) and, for markov:1, the bigram fit (~40 bytes/token) live in memory.
+MAX_CONTROL_TOKENS = 1_000_000_000
 CONTROL_SPECS = ("markov:0", "markov:1", "none")
 _SMOOTHING = "add:0.1"
 
 
-def check_control_spec(spec: str) -> str:
+def check_control_spec(spec: str, num_tokens: int = 0) -> str:
     if spec not in CONTROL_SPECS:
         raise TokenboundError(f"--control-variate: expected one of {', '.join(CONTROL_SPECS)}, got {spec!r}")
+    if spec != "none" and num_tokens > MAX_CONTROL_TOKENS:
+        raise TokenboundError(f"--control-variate {spec}: holds the whole stream in memory (up to ~40 bytes per "
+                              f"token); the store has {num_tokens:,} tokens, pass --control-variate none")
     return spec
 
 
