@@ -136,3 +136,12 @@ def test_report_writes_table_and_plots(setup, tmp_path):
     assert "| model |" in text and "Azuma bound" in text
     for png in ("r_bound_vs_message.png", "r_terms.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bad_choice_is_one_line_error(setup, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["bound", "--markov", str(setup / "markov"), "--data", str(setup / "store"), "--out",
+              str(tmp_path / "c.json"), "--control-variate", "markov:5"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1
+    assert "--control-variate" in err and "markov:5" in err and not (tmp_path / "c.json").exists()

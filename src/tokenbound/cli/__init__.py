@@ -32,8 +32,15 @@ def _verb_module(verb: str):
         raise
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse's usage errors as one line naming the flag (the house rule for bad input), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="tokenbound",
         description="Certified token-level generalization bounds for language models.",
         epilog="Run `tokenbound VERB --help` for a verb's options and an example.")
