@@ -51,3 +51,22 @@ def test_tokenstats_roundtrip_and_validation(tmp_path):
     s.prob[2] = np.nan
     with pytest.raises(TokenboundError, match="position 2"):
         s.validate()
+
+
+def test_artifacts_get_the_modes_of_ordinary_files(tmp_path):
+    import os
+
+    from tokenbound.artifacts import write_bytes
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        write_bytes(tmp_path / "b.bin", b"123")
+        with atomic_output_dir(tmp_path / "art") as tmp:
+            write_json(tmp / "manifest.json", make_manifest("k"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.bin").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "art").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "b.bin").read_bytes() == b"123" and read_manifest(tmp_path / "art")["kind"] == "k"

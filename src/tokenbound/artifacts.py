@@ -78,15 +78,25 @@ def dumps_canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON atomically (temp file in the same directory, then rename)."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _atomic_write(path: str | os.PathLike, binary: bool, write) -> None:
+    """Write through `write(file)` into a temp file beside `path`, then rename it over `path`.
+
+    mkstemp creates files readable by the owner only; the result gets the mode an ordinary open() would
+    (0666 minus the umask), so artifacts can be shared like any other file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False)
-            f.write("\n")
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -94,23 +104,20 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON atomically (temp file in the same directory, then rename)."""
+    def dump(f) -> None:
+        json.dump(obj, f, indent=2, sort_keys=False)
+        f.write("\n")
+
+    _atomic_write(path, False, dump)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write bytes atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    _atomic_write(path, True, lambda f: f.write(data))
 
 
 def read_json(path: str | os.PathLike, what: str = "file") -> Any:
@@ -147,6 +154,7 @@ def atomic_output_dir(out: str | os.PathLike, force: bool = False, flag: str = "
         raise TokenboundError(f"{flag} {out}: already exists (use --force to overwrite)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would otherwise become the artifact's mode
     try:
         yield tmp
     except BaseException:
