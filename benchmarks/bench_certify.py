@@ -20,6 +20,7 @@ Usage (after `tokenbound demo`):  python benchmarks/bench_certify.py --model dem
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import tempfile
 import time
@@ -104,7 +105,7 @@ def main() -> None:
     loss_only = {}
     for name, share in (("alpha chosen on the sample", share_union), ("alpha fixed in advance", share_fixed)):
         for n in n_grid(50, args.max_windows):
-            sub_cv = type(cv)(cv.draws[:n], cv.mean, cv.lo, cv.hi)
+            sub_cv = dataclasses.replace(cv, draws=cv.draws[:n])
             mean, up = upper_mean(window_loss[None, :n], l_min, l_max, share, "betting", control=sub_cv)
             if up[0] - mean[0] <= args.target:
                 loss_only[name] = n

@@ -122,13 +122,12 @@ def test_control_variate_draws_are_predictable_and_within_limits():
         upper_mean(z_pop[None], 0.0, 16.0, 0.1, "hoeffding", control=ControlVariate(g_pop, 0, 0, 1))
 
 
-def test_projected_radius_forecasts_the_betting_radius():
+def test_pilot_forecast_of_the_betting_radius():
     """The pilot's forecast (used only to choose α and λ) lands within 40 % of the radius later certified."""
-    from tokenbound.bounds.subsampling import projected_radius
-
     rng = np.random.default_rng(8)
     for sd, n in ((0.5, 3000), (2.0, 1000), (0.1, 2000)):
         z = np.clip(rng.normal(8.0, sd, size=n + n // 10), 0.0, 16.0)
-        forecast = projected_radius(z[None, : n // 10], np.array([0.0]), np.array([16.0]), 0.01, n)[0]
+        pilot_mean, pilot_up = upper_mean(z[None, : n // 10], 0.0, 16.0, 0.01, "betting", forecast_draws=n)
+        forecast = pilot_up[0] - pilot_mean[0]
         mean, up = upper_mean(z[None, n // 10:], 0.0, 16.0, 0.01, "betting")
         assert 0.6 < forecast / (up[0] - mean[0]) < 1.4

@@ -76,6 +76,11 @@ def is_exhaustive(stats: TokenStats) -> bool:
     return bool(np.array_equal(np.sort(stats.positions), np.arange(m)))
 
 
+def default_pilot_draws(samples: int) -> int:
+    """A tenth of the draws choose α and λ (docs/theory.md §5); below 200 draws every draw certifies."""
+    return samples // 10 if samples >= 200 else 0
+
+
 def _check_pilot(pilot_draws: int, n: int, exhaustive: bool) -> int:
     try:
         k = int(pilot_draws)

@@ -94,7 +94,7 @@ def variance_adaptive_method(losses: np.ndarray, entropy_bits: np.ndarray, draw:
     Centre ĉ_i = the model's predictive entropy clipped to [L_min(α), L_max(α)]: predictable (a function of
     the context and the model only) and inside the loss range, as the proof requires. One subsampling statement
     per (α, λ): each gets δ2 / (`subsample_choices` · K_λ). `projected_draws`: score a pilot — the
-    subsampling term is projected to that many certifying draws (subsampling.projected_upper_mean).
+    subsampling term is forecast for that many certifying draws (subsampling.upper_mean's `forecast_draws`).
     """
     l_min, l_max, rng = loss_range_bits(alpha_grid, vocab_size)
     centre = np.clip(entropy_bits[None, :], l_min[:, None], l_max[:, None])
@@ -107,10 +107,10 @@ def variance_adaptive_method(losses: np.ndarray, entropy_bits: np.ndarray, draw:
 
     def evaluate(rows: np.ndarray, m: float):
         shares = _shares(delta, split, projected_draws or num_draws, m, choices, exhaustive)
-        how = "exact" if exhaustive else (f"projected:{projected_draws}" if projected_draws else ci)
         return variance_adaptive_bound_from_draws(penalized[rows], loss_draws[rows], l_min[rows], l_max[rows],
-                                                  rng[rows], prior, shares, m, lambda_grid, how,
-                                                  None if exhaustive else control), shares
+                                                  rng[rows], prior, shares, m, lambda_grid,
+                                                  "exact" if exhaustive else ci, None if exhaustive else control,
+                                                  forecast_draws=projected_draws), shares
 
     res, shares = evaluate(np.arange(len(alpha_grid)), num_tokens)
     i, k = (int(j) for j in np.unravel_index(int(np.argmin(res["bound"])), res["bound"].shape))

@@ -70,25 +70,18 @@ def maurer_pontil_width(normalized_values: np.ndarray, delta: float) -> np.ndarr
     return np.sqrt(2.0 * var * log_term / n) + 7.0 * log_term / (3.0 * (n - 1))
 
 
-def projected_radius(z: np.ndarray, lo: np.ndarray, hi: np.ndarray, delta: float, n: int,
-                     control: ControlVariate | None = None) -> np.ndarray:
-    """What the betting bound's radius will be on n draws like these: the radius it gives on n draws resampled
-    (with replacement, fixed seed, the same indices for every row) from the pilot draws `z` [..., k]. A forecast
-    used only to choose α and λ before the certifying draws are looked at, never as a bound.
-    """
-    idx = np.random.default_rng(0).integers(0, z.shape[-1], size=n)
-    boot = None if control is None else ControlVariate(control.draws[idx], control.mean, control.lo, control.hi)
-    mean, up = upper_mean(z[..., idx], lo, hi, delta, "betting", control=boot)
-    return up - mean
-
-
 def upper_mean(draw_values: np.ndarray, lo: float | np.ndarray, hi: float | np.ndarray, delta: float,
-               method: str = "hoeffding", control: ControlVariate | None = None) -> tuple[np.ndarray, np.ndarray]:
+               method: str = "hoeffding", control: ControlVariate | None = None,
+               forecast_draws: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(sample mean, upper confidence bound) of E Z for i.i.d. draws Z ∈ [lo, hi], per row of [..., n].
 
     With probability >= 1 − δ the true mean is <= the returned upper bound. The upper bound never
     exceeds `hi` (the trivial bound). `lo`/`hi` broadcast against the leading axes. `control` (betting only)
     is shared by every row; the draws must be in draw order (the bets and β_i are predictable).
+
+    `forecast_draws` = N: the draws are a pilot, and the radius is instead the one the betting bound gives on N
+    draws resampled from them (fixed seed, the same indices for every row). A forecast used only to choose α
+    and λ before the certifying draws are looked at (docs/theory.md §5), never as a bound.
     """
     z = np.asarray(draw_values, dtype=np.float64)
     n = z.shape[-1]
@@ -98,8 +91,11 @@ def upper_mean(draw_values: np.ndarray, lo: float | np.ndarray, hi: float | np.n
     mean = z.mean(axis=-1)
     if method == "exact":
         return mean, mean
-    if method.startswith("projected:"):
-        return mean, np.minimum(mean + projected_radius(z, lo, hi, delta, int(method.split(":")[1]), control), hi)
+    if forecast_draws:
+        idx = np.random.default_rng(0).integers(0, n, size=forecast_draws)
+        boot = None if control is None else ControlVariate(control.draws[idx], control.mean, control.lo, control.hi)
+        boot_mean, boot_up = upper_mean(z[..., idx], lo, hi, delta, "betting", control=boot)
+        return mean, np.minimum(mean + (boot_up - boot_mean), hi)
     if control is not None and method != "betting":
         raise ValueError(f"a control variate needs the betting confidence bound, not {method!r}")
     if method == "betting":

@@ -81,19 +81,21 @@ def penalized_losses(losses: np.ndarray, centre: np.ndarray, loss_range: np.ndar
 def variance_adaptive_bound_from_draws(penalized_draws: np.ndarray, loss_draws: np.ndarray, l_min: np.ndarray,
                                        l_max: np.ndarray, loss_range: np.ndarray, prior_bits: float,
                                        shares: dict[str, float], num_tokens: float, lambda_grid: np.ndarray,
-                                       ci: str, control=None) -> dict[str, np.ndarray]:
+                                       ci: str, control=None, forecast_draws: int | None = None
+                                       ) -> dict[str, np.ndarray]:
     """Theorem B per (α, λ) from n i.i.d. draws: penalized_draws [A, K, n] (draw means of z(λ)), loss_draws [A, n].
 
     R(h) <= U_z + Δ(L ln 2 + ln(1/δ1))/(λm), U_z >= (1/m)Σ_i z_i(λ) with probability >= 1 − δ2 (one
     subsampling statement per (α, λ); `shares["subsample"]` must already be divided among them). Total
-    confidence 1 − δ1 − δ2. `control`: a ControlVariate for the betting bound.
+    confidence 1 − δ1 − δ2. `control`: a ControlVariate for the betting bound. `forecast_draws`: the draws are
+    a pilot; see subsampling.upper_mean.
     """
     from .subsampling import upper_mean
 
     lam = np.asarray(lambda_grid, dtype=np.float64)
     z_hi = l_max[:, None] + loss_range[:, None] * psi(lam)[None, :] / lam[None, :]
     z_mean, z_upper = upper_mean(penalized_draws, np.broadcast_to(l_min[:, None], z_hi.shape), z_hi,
-                                 shares["subsample"], ci, control=control)
+                                 shares["subsample"], ci, control=control, forecast_draws=forecast_draws)
     occam = occam_bits(loss_range, prior_bits, shares["main"], num_tokens, lam)
     empirical = np.asarray(loss_draws, dtype=np.float64).mean(axis=-1)
     return {"empirical": empirical, "variance": z_mean - empirical[:, None], "subsample": z_upper - z_mean,

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..evaluate.control import CONTROL_SPECS
+
 HELP = "score a model on its training tokens and write a certificate (JSON) with every bound"
 EXAMPLE = ("tokenbound bound --compressed out/compressed --data data/stdlib --out out/cert.json "
            "--samples 10000 --context doc:128")
@@ -31,7 +33,7 @@ def add_arguments(p) -> None:
     p.add_argument("--train-data", type=Path, help="with --heldout: the training store to check disjointness")
     p.add_argument("--subsample-ci", default="betting", choices=("betting", "best", "maurer_pontil", "hoeffding"),
                    help="confidence bound for the variance-adaptive method's subsampled sums (default betting)")
-    p.add_argument("--control-variate", default="markov:1", choices=("markov:1", "markov:0", "none"),
+    p.add_argument("--control-variate", default="markov:1", choices=CONTROL_SPECS,
                    help="with betting: a bigram (markov:1) or unigram loss known on every position, which narrows "
                         "the subsampling term (default markov:1; docs/theory.md §5)")
     p.add_argument("--pilot-draws", type=int, default=None,

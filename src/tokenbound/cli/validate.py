@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..evaluate.control import CONTROL_SPECS
+
 HELP = "Monte Carlo validity check of the bounds on synthetic sources (JSON on stdout)"
 EXAMPLE = "tokenbound validate --source markov:order=1,vocab=8 --trials 200 --tokens 10000 --order 1"
 
@@ -24,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seeds the source and every trial")
     p.add_argument("--subsample-ci", default="betting", choices=("betting", "best", "maurer_pontil", "hoeffding"),
                    help="confidence bound of the variance-adaptive method's subsampled sums (as in `bound`)")
-    p.add_argument("--control-variate", default="markov:0", choices=("markov:0", "markov:1", "none"),
+    p.add_argument("--control-variate", default="markov:0", choices=CONTROL_SPECS,
                    help="control variate for the betting bound, fitted on each trial's stream (default markov:0)")
     p.add_argument("--pilot-draws", type=int, default=None, metavar="K",
                    help="draws that choose alpha and lambda (default: a tenth of --samples from 200 on; 0 = off)")

@@ -24,7 +24,7 @@ import numpy as np
 from ..artifacts import (KIND_COMPRESSED, KIND_MARKOV, read_manifest, sha256_dir, sha256_file,
                          write_json)
 from ..bounds.budget import check_delta
-from ..bounds.certificate import certify
+from ..bounds.certificate import certify, default_pilot_draws
 from ..bounds.stats import TokenStats
 from ..data.context import ContextRule
 from ..data.store import TokenStore
@@ -119,11 +119,6 @@ def resolve_stores(data: Path, heldout: bool, train_data: Path | None) -> tuple[
     if train is not None:
         check_disjoint(store, train)
     return store, train
-
-
-def default_pilot_draws(samples: int) -> int:
-    """A tenth of the draws choose α and λ (docs/theory.md §5); below 200 draws every draw certifies."""
-    return samples // 10 if samples >= 200 else 0
 
 
 def stats_dir_for(out: Path, suffix: str) -> Path:

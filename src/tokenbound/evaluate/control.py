@@ -68,24 +68,23 @@ def draw_range(values: np.ndarray, sampler: str, rule: ContextRule) -> tuple[flo
     return float(means.min()), float(means.max())
 
 
-def summarize(values: np.ndarray, spec: str, sampler: str, rule: ContextRule) -> dict:
-    """The stats meta entry: spec, exact population mean, and the range of one draw's mean."""
-    lo, hi = draw_range(values, sampler, rule)
-    return {"spec": spec, "population_mean_bits": float(values.mean()), "draw_min_bits": lo, "draw_max_bits": hi}
+def with_control(stats: TokenStats, values: np.ndarray, spec: str) -> TokenStats:
+    """A copy of `stats` carrying `values` (the control at every position of the stream) at its scored positions,
+    with the population summary: spec, exact mean, and the range of one draw's mean over every possible draw."""
+    lo, hi = draw_range(values, stats.meta["sampler"], ContextRule.parse(stats.meta["context_rule"]))
+    summary = {"spec": spec, "population_mean_bits": float(values.mean()), "draw_min_bits": lo, "draw_max_bits": hi}
+    return TokenStats(stats.positions, stats.prob, stats.rank, stats.entropy_bits, stats.draw,
+                      meta={**stats.meta, "control_variate": summary}, control_bits=values[stats.positions])
 
 
 def attach_control(stats: TokenStats, store: TokenStore, spec: str = DEFAULT_CONTROL) -> TokenStats:
-    """A copy of `stats` carrying the control's value at each scored position and its population summary."""
+    """`stats` with the control `spec` computed on the store it was scored on (unchanged for "none")."""
     if check_control_spec(spec) == "none":
         return stats
     if int(stats.meta["population_tokens"]) != store.num_tokens:
         raise TokenboundError(f"{store.path}: the statistics were scored on {stats.meta['population_tokens']} "
                               f"tokens, the store holds {store.num_tokens}")
-    values = position_bits(store, spec)
-    meta = {**stats.meta, "control_variate": summarize(values, spec, stats.meta["sampler"],
-                                                       ContextRule.parse(stats.meta["context_rule"]))}
-    return TokenStats(stats.positions, stats.prob, stats.rank, stats.entropy_bits, stats.draw, meta=meta,
-                      control_bits=values[stats.positions])
+    return with_control(stats, position_bits(store, spec), spec)
 
 
 def check_control(stats: TokenStats, store: TokenStore) -> list[str]:

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..bounds.certificate import default_pilot_draws
 from ..bounds.stats import TokenStats
 from ..errors import TokenboundError
 from ..models.markov import MarkovModel
@@ -69,17 +70,14 @@ def _token_stats(model: MarkovModel, tokens: np.ndarray, doc_offsets: np.ndarray
     # draw order is kept: the betting bound's bets are predictable in it (sorting would break that)
     positions = np.arange(m) if n == 0 else rng.integers(0, m, n)
     prob, rank, ent = model.score_positions(tokens, doc_offsets, positions)
-    meta = {"sampler": "token", "context_rule": model.context_rule, "seed": seed, "population_tokens": m,
-            "vocab_size": model.vocab_size}
-    values = None
-    if control != "none":
-        from ..evaluate.control import stream_bits, summarize
+    stats = TokenStats(positions=positions, prob=prob, rank=rank, entropy_bits=ent, draw=np.arange(positions.size),
+                       meta={"sampler": "token", "context_rule": model.context_rule, "seed": seed,
+                             "population_tokens": m, "vocab_size": model.vocab_size})
+    if control == "none":
+        return stats
+    from ..evaluate.control import stream_bits, with_control
 
-        everywhere = stream_bits(tokens, doc_offsets, model.vocab_size, model.eot, control)
-        meta["control_variate"] = summarize(everywhere, control, "token", None)
-        values = everywhere[positions]
-    return TokenStats(positions=positions, prob=prob, rank=rank, entropy_bits=ent, draw=np.arange(positions.size),
-                      meta=meta, control_bits=values)
+    return with_control(stats, stream_bits(tokens, doc_offsets, model.vocab_size, model.eot, control), control)
 
 
 def run_trial(source: Source, *, trial_seed: int, tokens: int, samples: int, order: int, smoothing: str,
@@ -164,7 +162,7 @@ def validate(source: str = "markov", *, trials: int = 100, tokens: int = 10_000,
     if subsample_ci != "betting":
         control = "none"
     if pilot_draws is None:
-        pilot_draws = samples // 10 if samples >= 200 else 0
+        pilot_draws = default_pilot_draws(samples)
     src = make_source(source, seed)
     seeds = [int(s.generate_state(1, np.uint64)[0] >> np.uint64(1))
              for s in np.random.SeedSequence(seed).spawn(trials)]
