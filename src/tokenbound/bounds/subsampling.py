@@ -79,8 +79,8 @@ def upper_mean(draw_values: np.ndarray, lo: float | np.ndarray, hi: float | np.n
     exceeds `hi` (the trivial bound). `lo`/`hi` broadcast against the leading axes. `control` (betting only)
     is shared by every row; the draws must be in draw order (the bets and β_i are predictable).
 
-    `forecast_draws` = N: the draws are a pilot, and the radius is instead the one the betting bound gives on N
-    draws resampled from them (fixed seed, the same indices for every row). A forecast used only to choose α
+    `forecast_draws` = N: the draws are a pilot, and the radius is instead the one `method` gives on N draws
+    resampled from them (fixed seed, the same indices for every row). A forecast used only to choose α
     and λ before the certifying draws are looked at (docs/theory.md §5), never as a bound.
     """
     z = np.asarray(draw_values, dtype=np.float64)
@@ -94,7 +94,7 @@ def upper_mean(draw_values: np.ndarray, lo: float | np.ndarray, hi: float | np.n
     if forecast_draws:
         idx = np.random.default_rng(0).integers(0, n, size=forecast_draws)
         boot = None if control is None else ControlVariate(control.draws[idx], control.mean, control.lo, control.hi)
-        boot_mean, boot_up = upper_mean(z[..., idx], lo, hi, delta, "betting", control=boot)
+        boot_mean, boot_up = upper_mean(z[..., idx], lo, hi, delta, method, control=boot)
         return mean, np.minimum(mean + (boot_up - boot_mean), hi)
     if control is not None and method != "betting":
         raise ValueError(f"a control variate needs the betting confidence bound, not {method!r}")
