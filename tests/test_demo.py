@@ -22,7 +22,7 @@ def tiny_corpus(tmp_path_factory):
 
 def tiny_config(corpus: Path) -> DemoConfig:
     return DemoConfig(corpus=str(corpus), tokenizer="bpe:300", val_fraction=0.2, preset="tiny", subspace=500,
-                      train_steps=20, train_minutes=1.0, context="doc:64/32", samples=40, heldout_samples=20,
+                      train_steps=20, context="doc:64/32", samples=40, heldout_samples=20,
                       doc_samples=3, markov_samples=200, markov_orders=(1, 2))
 
 
@@ -44,5 +44,20 @@ def test_demo_runs_every_stage_and_resumes(tiny_corpus, tmp_path, capsys):
 def test_demo_rejects_a_bad_budget(tmp_path):
     from tokenbound.errors import TokenboundError
 
-    with pytest.raises(TokenboundError, match="--minutes"):
-        demo(tmp_path / "d", minutes=0)
+    for bad in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(TokenboundError, match="--minutes"):
+            demo(tmp_path / "d", minutes=bad)
+    assert not (tmp_path / "d").exists()
+
+
+def test_demo_time_limit_aborts_and_resumes_to_the_same_certificate(tiny_corpus, tmp_path):
+    """Time never decides what is certified: a spent limit stops the demo; the next run finishes the same run."""
+    from tokenbound.errors import TimeLimitReached
+
+    out = tmp_path / "demo"
+    with pytest.raises(TimeLimitReached, match="--minutes.*rerun the demo"):
+        demo(out, minutes=1e-6, cfg=tiny_config(tiny_corpus), progress=False)
+    assert not (out / "run").exists() and not (out / "certificates").exists()
+    resumed = demo(out, cfg=tiny_config(tiny_corpus), progress=False)
+    fresh = demo(tmp_path / "fresh", cfg=tiny_config(tiny_corpus), progress=False)
+    assert resumed["table"] == fresh["table"]

@@ -10,8 +10,9 @@ from safetensors.torch import load_file
 import tokenbound
 from tokenbound.cli import main as cli_main
 from tokenbound.data.store import TokenStore, write_store
-from tokenbound.errors import TokenboundError
+from tokenbound.errors import TimeLimitReached, TokenboundError
 from tokenbound.train import checkpoint as ckpt
+from tokenbound.train.checkpoint import work_dir_for
 from tokenbound.train.batches import batch_at, global_batch_starts, model_loss, random_batches, windows_at
 from tokenbound.train.schedule import learning_rate
 from tokenbound.train.trainer import VAL_STEP_BASE, train
@@ -180,9 +181,15 @@ def test_config_file_and_max_minutes(store_dir, tmp_path):
     conf.write_text(json.dumps({"model": {"n_layer": 1, "n_head": 1, "n_embd": 16, "block_size": 32,
                                           "positions": "rotary"}, "train": {"steps": 500, "batch_size": 2}}))
     out = tmp_path / "run"
-    summary = train(store_dir, out, config=conf, max_minutes=1e-6, progress=False)
-    assert summary["steps"] < 500 and not summary["completed"]
+    # A time limit only aborts: the run is checkpointed, not finalized, and resuming finishes the same run.
+    with pytest.raises(TimeLimitReached, match="--max-minutes.*--resume"):
+        train(store_dir, out, config=conf, max_minutes=1e-6, steps=3, progress=False)
+    assert not out.exists() and work_dir_for(out).exists()
+    summary = train(store_dir, out, resume=True, progress=False)
+    assert summary["steps"] == 3 and summary["completed"]
     assert json.loads((out / "config.json").read_text())["model"]["positions"] == "rotary"
+    ref = train(store_dir, tmp_path / "ref", config=conf, steps=3, progress=False)
+    assert ref["val_bits_per_token"] == summary["val_bits_per_token"]
     conf.write_text(json.dumps({"model": {"vocab_size": 7}}))
     with pytest.raises(TokenboundError, match="vocab_size"):
         train(store_dir, tmp_path / "r2", config=conf, progress=False)

@@ -4,13 +4,15 @@ from __future__ import annotations
 from pathlib import Path
 
 HELP = "the main job: prepare stdlib, train + compress a GPT, certify it and Markov baselines, print the table"
-EXAMPLE = "tokenbound demo --out demo_out --minutes 4"
+EXAMPLE = "tokenbound demo --out demo_out"
 
 
 def add_arguments(p) -> None:
     p.add_argument("--out", type=Path, default=Path("demo_out"),
                    help="working directory; rerunning resumes (default: demo_out)")
-    p.add_argument("--minutes", type=float, default=None, help="training time budget in minutes (default 5.5)")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="abort limit for training, in minutes (default: none); the demo trains a fixed number "
+                        "of steps, and when the limit is spent it stops with a message and resumes on the next run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
 

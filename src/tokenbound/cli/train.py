@@ -5,7 +5,7 @@ import argparse
 import json
 
 HELP = "train a GPT (any layer parameterization) on a TokenStore; writes a Run directory"
-EXAMPLE = "tokenbound train --data data/stdlib --preset demo --layers lora:8 --out runs/demo-lora --max-minutes 5"
+EXAMPLE = "tokenbound train --data data/stdlib --preset demo --layers lora:8 --out runs/demo-lora --steps 500"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -16,7 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", help="layer spec, e.g. dense, lora:8, kron, monarch:4 (default: dense)")
     p.add_argument("--subspace", type=int, help="train only a random subspace of this dimension")
     p.add_argument("--out", required=True, help="Run directory to write")
-    p.add_argument("--max-minutes", type=float, help="time budget; the run is finalized when it is spent")
+    p.add_argument("--max-minutes", type=float,
+                   help="abort limit: when spent, the run is checkpointed but not finalized and the command exits 2; "
+                        "rerun with --resume to finish it (time never decides what is trained)")
     p.add_argument("--steps", type=int, help="total optimizer steps (overrides the preset)")
     p.add_argument("--context", choices=["doc", "stream"], help="context rule for training windows (default doc)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialization, batches and dropout")

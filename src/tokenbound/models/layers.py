@@ -77,10 +77,12 @@ class LoRALinear(StructuredLinear):
         self.B = nn.Parameter(torch.zeros(out_features, rank))
 
     def _apply_weight(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.base_weight) + self.scale * F.linear(F.linear(x, self.A), self.B)
+        # One GEMM with the merged weight: the separate rank-r path makes several extra passes over the [N, out]
+        # activations (a K = r GEMM, a scale, an add, and their backward), which cost more than the merge on CPU.
+        return F.linear(x, self.dense_weight())
 
     def dense_weight(self) -> torch.Tensor:
-        return self.base_weight + self.scale * (self.B @ self.A)
+        return torch.addmm(self.base_weight, self.B, self.A, alpha=self.scale)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, rank={self.A.shape[0]}, scale={self.scale}"

@@ -156,12 +156,13 @@ class SubspaceWrapper(nn.Module):
     def theta(self) -> dict[str, torch.Tensor]:
         """θ₀ + P z for every covered parameter, by its name in ``module`` (differentiable in z)."""
         delta = self.projection(self.z)
-        out, offset = {}, 0
-        for name, shape in zip(self.names, self.shapes):
+        # torch.split: its backward is one concatenation, whereas each slice's backward would allocate and add a
+        # zero-filled gradient the size of all D covered scalars (one per covered tensor).
+        parts = torch.split(delta, [math.prod(shape) for shape in self.shapes])
+        out = {}
+        for name, shape, part in zip(self.names, self.shapes, parts):
             theta0 = self.module.get_buffer(name)
-            n = math.prod(shape)
-            out[name] = theta0 + delta[offset:offset + n].view(shape).to(theta0.dtype)
-            offset += n
+            out[name] = theta0 + part.view(shape).to(theta0.dtype)
         return out
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:

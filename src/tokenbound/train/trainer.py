@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from .. import configs
 from ..data.store import TokenStore
 from ..artifacts import read_json, write_json
-from ..errors import TokenboundError
+from ..errors import TimeLimitReached, TokenboundError
 from ..models.gpt import GPTConfig, build_model, derive_seed, parameter_counts
 from . import checkpoint as ckpt
 from . import distributed as D
@@ -130,8 +130,8 @@ def train(data: Path, out: Path, *, preset: str | None = None, config: Path | No
     """Train a GPT on the TokenStore `data` and write the Run directory `out`; returns the summary dict.
 
     With ``resume``, the model and training configs come from the run being resumed; `steps` may raise
-    its total step count. `max_minutes` stops this invocation early (the run is still finalized and can be
-    resumed later); the schedule always spans the configured total steps.
+    its total step count. `max_minutes` only aborts: when it is spent, the run is checkpointed (not finalized)
+    and `TimeLimitReached` is raised; resuming continues it, so the finished run never depends on the clock.
     """
     world = D.setup(device)
     try:
@@ -194,9 +194,12 @@ def _train(world: D.World, data: Path, out: Path, *, preset, config, layers, sub
     t0, elapsed0 = time.monotonic(), float(state["elapsed_s"])
     bar = _progress(tcfg.steps, start_step, progress and world.is_main)
     step, last_val, loss_sum, loss_n, t_log = start_step, None, 0.0, 0, time.monotonic()
+    timed_out = False
     try:
         while step < tcfg.steps:
+            # A time limit may only abort: it never decides how many steps the finished run has.
             if D.broadcast_flag(world, deadline is not None and time.monotonic() > deadline):
+                timed_out = True
                 break
             lr = learning_rate(step, lr=base_lr, steps=tcfg.steps, warmup_steps=tcfg.warmup_steps,
                                min_lr_ratio=tcfg.min_lr_ratio)
@@ -226,6 +229,12 @@ def _train(world: D.World, data: Path, out: Path, *, preset, config, layers, sub
                 _checkpoint(world, work, model, optimizer, state, step, elapsed0 + time.monotonic() - t0)
     finally:
         bar.close()
+    if timed_out:
+        _checkpoint(world, work, model, optimizer, state, step, elapsed0 + time.monotonic() - t0)
+        raise TimeLimitReached(
+            f"--max-minutes: the {max_minutes:g}-minute limit was reached after {step} of {tcfg.steps} steps; the "
+            f"run is checkpointed but not finalized (a time limit never decides what is trained): rerun with "
+            f"--resume to continue")
     if val is not None and (last_val is None or last_val[0] != step):
         last_val = _validate(model, val, cfg, tcfg, world, work, step, elapsed0 + time.monotonic() - t0)
     elapsed = elapsed0 + time.monotonic() - t0
