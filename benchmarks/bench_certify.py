@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -71,8 +72,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         # --- the paper's scheme: token sampler, context doc:B, Azuma + Hoeffding ---------------------------
         t = time.perf_counter()
+        print(f"bench_certify: scoring {args.pilot} token draws under doc:{block} ...", file=sys.stderr, flush=True)
         pilot = score(model, store, f"doc:{block}", "token", args.pilot, args.seed, out_dir=Path(tmp) / "tok",
-                      progress=False, model_sha256=msg.model_sha256)
+                      progress=True, model_sha256=msg.model_sha256)
         sec_per_forward_tok = (time.perf_counter() - t) / args.pilot
         az = certify(pilot, methods=("azuma",), **common)["bounds"]["azuma"]
         width, share_union = az["loss_range_bits"]["range"], az["delta_shares"]["subsample"]
@@ -83,12 +85,15 @@ def main() -> None:
 
         # --- block sampling: non-overlapping windows doc:B/B -------------------------------------------------
         t = time.perf_counter()
+        print(f"bench_certify: scoring {args.max_windows} windows under doc:{block}/{block} ...", file=sys.stderr,
+              flush=True)
         blk = score(model, store, f"doc:{block}/{block}", "block", args.max_windows, args.seed,
                     out_dir=Path(tmp) / "blk", progress=True, model_sha256=msg.model_sha256)
         sec_per_forward_blk = (time.perf_counter() - t) / args.max_windows
         blk = attach_control(blk, store, "markov:1")
 
     # (a) the variance-adaptive certificate, pilot-selected, with the control variate
+    print("bench_certify: certifying on growing numbers of windows ...", file=sys.stderr, flush=True)
     terms, n_block, cert_blk = {}, None, None
     for n in n_grid(200, args.max_windows):
         cert = certify(blk.draws_between(0, n), methods=("variance_adaptive",), subsample_ci="betting",

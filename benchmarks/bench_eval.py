@@ -92,8 +92,12 @@ def main(argv=None) -> int:
                    (f"doc:{B}/{B // 2}", "block", args.windows),
                    (f"doc:{B}/{B}", "block", args.windows)]
         run(model, store, f"doc:{B}", "token", 8, args.batch_size, args.device, root / "warmup")
-        results = [run(model, store, r, s, n, args.batch_size, args.device, root / f"o{i}")
-                   for i, (r, s, n) in enumerate(configs)]
+        results = []
+        for i, (r, s, n) in enumerate(configs):  # progress on stderr as it goes; the table comes at the end
+            print(f"bench_eval: scoring {n} draws, sampler {s}, rule {r} ...", file=sys.stderr, flush=True)
+            results.append(run(model, store, r, s, n, args.batch_size, args.device, root / f"o{i}"))
+            print(f"bench_eval:   {results[-1]['scored']} tokens in {results[-1]['seconds']:.1f} s",
+                  file=sys.stderr, flush=True)
     dev = args.device if args.device != "cpu" else f"cpu ({args.threads} thread{'s' if args.threads > 1 else ''})"
     print(f"# bench_eval: GPT 4x128, vocab {args.vocab}, block {B}, batch {args.batch_size}, {dev}")
     print(f"{'rule':>16} {'sampler':>8} {'scored':>7} {'sec':>7} {'tok/s':>9} {'fwd/tok':>8} {'calls/tok':>9} "

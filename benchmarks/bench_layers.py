@@ -85,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     structured = [k for k in KINDS if k != "dense"]
     print(f"device={args.device} tokens={args.tokens} repeats={args.repeats} threads={torch.get_num_threads()} "
-          f"torch={torch.__version__}", file=sys.stderr)
+          f"torch={torch.__version__}", file=sys.stderr, flush=True)
     print("| shapes | width | dense fwd+bwd (ms) | " + " | ".join(f"dense/{k}" for k in structured) + " |")
-    print("|---|---:|---:|" + "---:|" * len(structured))
+    print("|---|---:|---:|" + "---:|" * len(structured), flush=True)
     for mode in args.shapes:
         for width in args.widths:
             times = time_layers(width, KINDS, args.tokens, args.repeats, args.device, mode=mode)

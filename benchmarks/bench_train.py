@@ -12,6 +12,7 @@ throughput depends on the vocabulary and shapes, not on the token values.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -73,10 +74,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(args.data)
         store = TokenStore.open(data) if (data / "manifest.json").exists() else synthetic_store(Path(tmp) / "s")
-        print(f"store: {store}  threads: {args.threads}  device: {args.device}")
+        print(f"store: {store}  threads: {args.threads}  device: {args.device}", flush=True)
         rows = []
         for layers, sub in PARAMETERIZATIONS:
+            # progress on stderr as it goes (the table comes at the end, on stdout)
+            print(f"bench_train: timing {layers}{f'+subspace:{args.subspace}' if sub else ''} "
+                  f"({args.warmup} warmup + {args.steps} steps) ...", file=sys.stderr, flush=True)
             rows.append(measure(store, layers, args.subspace if sub else None, args.steps, args.warmup, args.device))
+            print(f"bench_train:   {rows[-1]['tokens_per_s']:,.0f} tokens/s, {rows[-1]['s_per_step']:.3f} s/step",
+                  file=sys.stderr, flush=True)
         dense = rows[0]["tokens_per_s"]
         print(f"{'parameterization':<26}{'coded':>12}{'frozen':>12}{'tokens/s':>12}{'s/step':>9}{'vs dense':>10}")
         for r in rows:

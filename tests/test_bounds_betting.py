@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from tokenbound.bounds.betting import MAX_BET, betting_upper, control_variate_draws, predictable_bets
-from tokenbound.bounds.subsampling import ControlVariate, hoeffding_width, maurer_pontil_width, upper_mean
+from tokenbound.bounds.subsampling import ControlVariate, draw_means, hoeffding_width, maurer_pontil_width, upper_mean
 
 
 def test_bets_are_predictable():
@@ -115,7 +115,7 @@ def test_control_variate_draws_are_predictable_and_within_limits():
     assert (values <= limits + 1e-12).all() and beta[0] == beta[1] == 0.0
     assert 0.6 < beta[-1] < 1.2  # the population slope is 0.9
     g2 = g_pop.copy()
-    g2[500:] = 0.0  # later draws may not change earlier coefficients
+    g2[500:] = g_pop.min()  # later draws (still inside the declared range) may not change earlier coefficients
     _, _, beta2 = control_variate_draws(z_pop, g2, g_pop.mean(), g_pop.min(), g_pop.max(), 16.0)
     assert np.array_equal(beta2[:501], beta[:501])
     with pytest.raises(ValueError, match="betting"):
@@ -131,3 +131,43 @@ def test_pilot_forecast_of_the_betting_radius():
         forecast = pilot_up[0] - pilot_mean[0]
         mean, up = upper_mean(z[None, n // 10:], 0.0, 16.0, 0.01, "betting")
         assert 0.6 < forecast / (up[0] - mean[0]) < 1.4
+
+
+def test_a_draw_outside_its_range_raises_instead_of_being_clipped():
+    from tokenbound.bounds.betting import RANGE_RTOL
+    from tokenbound.errors import TokenboundError
+
+    z = np.array([0.2, 0.4, 1.0 + 1e-6, 0.3])  # 1e-6 above the declared upper end: the range is wrong
+    with pytest.raises(TokenboundError, match=r"draws: value 1\.000001 at index \(2,\) is above its upper limit"):
+        betting_upper(z, 0.05)
+    with pytest.raises(TokenboundError, match="below its lower limit"):
+        betting_upper(np.array([0.2, -1e-6, 0.3]), 0.05)
+    with pytest.raises(TokenboundError, match="draws"):
+        upper_mean(np.array([[3.0, 10.5]]), 0.0, 10.0, 0.05, "betting")
+    # within the rounding slack the draw counts as the limit: the bound moves only by the order of the slack
+    at = np.array([0.2, 0.4, 1.0, 0.3])
+    noisy = at.copy()
+    noisy[2] += 0.5 * RANGE_RTOL
+    assert float(betting_upper(noisy, 0.05)) == pytest.approx(float(betting_upper(at, 0.05)), rel=RANGE_RTOL)
+
+
+def test_window_means_of_losses_exactly_at_the_limit_pass_the_check():
+    # every loss at L_max = log2(V/α) for V = 50257, α = 1e-4: a mean over a window of 4096 such values must not
+    # be mistaken for an out-of-range draw (float rounding of the sum), and the bound is the limit itself
+    from tokenbound.bounds.smoothing import loss_range_bits
+
+    _, l_max, _ = loss_range_bits(np.array([1e-4]), 50257)
+    draw = np.repeat(np.arange(3), [4096, 1000, 7])
+    means = draw_means(np.full((1, draw.size), l_max[0]) * np.ones(draw.size), draw, 3)
+    assert float(upper_mean(means, 0.0, l_max, 0.05, "betting")[1][0]) == pytest.approx(l_max[0], rel=1e-12)
+
+
+def test_control_variate_outside_its_declared_range_raises():
+    from tokenbound.errors import TokenboundError
+
+    rng = np.random.default_rng(9)
+    z_pop, g_pop = _population(rng, 200)
+    with pytest.raises(TokenboundError, match="control variate: value .* below its lower limit"):
+        control_variate_draws(z_pop, g_pop, g_pop.mean(), g_pop.min() + 0.5, g_pop.max(), 16.0)
+    with pytest.raises(TokenboundError, match="draws: value .* above its upper limit 10.0"):
+        control_variate_draws(z_pop, g_pop, g_pop.mean(), g_pop.min(), g_pop.max(), 10.0)  # z reaches 11.26

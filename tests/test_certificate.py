@@ -45,7 +45,7 @@ def test_worked_example_single_method_single_alpha():
     # subsample  = 2.3219281·sqrt(ln 40/8) = 2.3219281·0.6790515 = 1.5767070
     # bound = 0.6780719 + 0.5350609 + 1.5767070 = 2.7898398 >= log2 4 = 2: vacuous.
     cert = certify(make_stats([1.0] * 4), message_bits=10, delta_split="equal", alpha_grid=[0.5],
-                   methods=("azuma",), top_k=())
+                   methods=("azuma",), top_k=(), azuma_ci="hoeffding")
     b = cert["bounds"]["azuma"]
     assert b["terms"]["empirical_bits"] == pytest.approx(0.6780719, rel=1e-7)
     assert b["terms"]["complexity_bits"] == pytest.approx(0.5350609, rel=1e-7)
@@ -321,3 +321,85 @@ def test_pilot_draws_choose_alpha_and_lambda_then_certify_on_the_rest():
     for bad in (-1, 2999, 1.5):
         with pytest.raises(TokenboundError, match="pilot_draws"):
             certify(stats, message_bits=1e4, pilot_draws=bad)
+
+
+def with_control(stats, g, lo, hi, mean):
+    return TokenStats(stats.positions, stats.prob, stats.rank, stats.entropy_bits, stats.draw,
+                      meta={**stats.meta, "control_variate": {"spec": "markov:1", "population_mean_bits": mean,
+                                                              "draw_min_bits": lo, "draw_max_bits": hi}},
+                      control_bits=g)
+
+
+def test_azuma_ci_follows_subsample_ci_by_default_and_is_recorded():
+    stats = synthetic()
+    for ci in ("hoeffding", "maurer_pontil", "best", "betting"):
+        cert = certify(stats, message_bits=1e4, subsample_ci=ci, top_k=())
+        assert cert["inputs"]["azuma_ci"] == ci and cert["bounds"]["azuma"]["subsample_ci"] == ci
+    paper = certify(stats, message_bits=1e4, subsample_ci="betting", azuma_ci="hoeffding", top_k=())
+    assert paper["inputs"]["azuma_ci"] == "hoeffding" and paper["inputs"]["subsample_ci"] == "betting"
+    with pytest.raises(TokenboundError, match="azuma_ci"):
+        certify(stats, message_bits=1e4, azuma_ci="bernstein")
+
+
+def test_azuma_betting_subsampling_term_is_the_betting_bound_at_its_own_share():
+    # Theorem A's subsampling term with azuma_ci="betting": the betting upper bound on the draws' mean loss at
+    # the chosen α, over [L_min, L_max], at the Azuma method's share δ2/(|α grid|·#methods); the Occam term is
+    # unchanged, and on low-variance losses it is far below Hoeffding's Δ·sqrt(ln(1/δ2')/(2n)).
+    from tokenbound.bounds.smoothing import loss_range_bits
+    from tokenbound.bounds.subsampling import hoeffding_width, upper_mean
+
+    rng = np.random.default_rng(5)
+    stats = make_stats(rng.uniform(0.3, 0.5, 2000), m=10**6, vocab=8192)
+    grid = [0.01, 0.1]
+    hoef = certify(stats, message_bits=1e4, alpha_grid=grid, azuma_ci="hoeffding", top_k=())
+    bet = certify(stats, message_bits=1e4, alpha_grid=grid, azuma_ci="betting", top_k=())
+    h, b = hoef["bounds"]["azuma"], bet["bounds"]["azuma"]
+    share = b["delta_shares"]["subsample"]
+    assert share == h["delta_shares"]["subsample"] == pytest.approx(0.05 * 1e6 / (2000 + 1e6) / (2 * 2), rel=1e-12)
+    i = grid.index(b["alpha"])
+    l_min, l_max, rng_ = loss_range_bits(np.array(grid), 8192)
+    losses = smoothed_loss_bits(stats.prob, np.array([b["alpha"]]), 8192)
+    mean, up = upper_mean(losses, l_min[i], l_max[i], share, "betting")
+    assert b["terms"]["subsample_bits"] == pytest.approx(float(up[0] - mean[0]), rel=1e-12)
+    j = grid.index(h["alpha"])
+    assert h["terms"]["subsample_bits"] == pytest.approx(float(hoeffding_width(rng_[j], 2000, share)), rel=1e-12)
+    assert b["terms"]["subsample_bits"] < 0.25 * h["terms"]["subsample_bits"]
+    assert b["bound_bits_per_token"] < h["bound_bits_per_token"]
+
+
+def test_azuma_betting_uses_the_control_variate_when_theorem_b_does_not():
+    stats = synthetic()
+    g = -np.log2(np.clip(stats.prob + 0.05, 0.0, 1.0))  # a control that tracks the model's loss
+    cv = with_control(stats, g, float(g.min()), float(g.max()), float(g.mean()))
+    on = certify(cv, message_bits=1e4, subsample_ci="hoeffding", azuma_ci="betting", top_k=())
+    off = certify(cv, message_bits=1e4, subsample_ci="hoeffding", azuma_ci="betting", control_variate=False,
+                  top_k=())
+    assert on["bounds"]["azuma"]["control_variate"] is True and off["bounds"]["azuma"]["control_variate"] is False
+    assert on["inputs"]["control_variate_used"]["spec"] == "markov:1" and off["inputs"]["control_variate_used"] is None
+    assert on["bounds"]["azuma"]["terms"]["subsample_bits"] != off["bounds"]["azuma"]["terms"]["subsample_bits"]
+    assert compare(on, recompute(roundtrip(on), cv)) == []
+    # a draw of the control outside its declared range is an error, not a silent clip
+    with pytest.raises(TokenboundError, match="control variate: value .* below its lower limit"):
+        certify(with_control(stats, g, float(g.min()) + 0.1, float(g.max()), float(g.mean())), message_bits=1e4,
+                azuma_ci="betting")
+
+
+def test_azuma_betting_with_a_pilot_recomputes():
+    stats = synthetic(n=3000)
+    cert = certify(stats, message_bits=1e4, azuma_ci="betting", pilot_draws=300, top_k=())
+    b = cert["bounds"]["azuma"]
+    assert b["sample_size"] == 2700 and b["pilot"]["alpha"] == b["alpha"] and b["subsample_ci"] == "betting"
+    assert compare(cert, recompute(roundtrip(cert), stats)) == []
+
+
+def test_certificate_without_azuma_ci_recomputes_as_hoeffding():
+    # written before Theorem A's confidence bound was an input: no inputs.azuma_ci, no subsample_ci in the
+    # Azuma entry, a Hoeffding subsampling term. It still verifies, and its Azuma numbers are Hoeffding's.
+    stats = synthetic()
+    old = roundtrip(certify(stats, message_bits=1e4, subsample_ci="betting", azuma_ci="hoeffding"))
+    del old["inputs"]["azuma_ci"]
+    del old["bounds"]["azuma"]["subsample_ci"], old["bounds"]["azuma"]["control_variate"]
+    again = recompute(old, stats)
+    assert compare(old, again) == [] and "azuma_ci" not in again["inputs"]
+    new = certify(stats, message_bits=1e4, subsample_ci="betting")
+    assert new["bounds"]["azuma"]["bound_bits_per_token"] < old["bounds"]["azuma"]["bound_bits_per_token"]

@@ -131,3 +131,48 @@ def test_varints_are_canonical():
     with pytest.raises(TokenboundError):
         varint_decode(b"\x80\x00", 0)  # zero written in two bytes
     assert varint_decode(b"\x00", 0, 1)[0][0] == 0
+
+
+def _lcg_symbols(n: int, cdf: list[float]) -> np.ndarray:
+    """A deterministic skewed stream (no RNG: the same symbols on every numpy version)."""
+    i = np.arange(n, dtype=np.uint64)
+    u = ((i * np.uint64(2654435761) + np.uint64(12345)) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
+    return np.searchsorted(np.asarray(cdf) * (1 << 24), u.astype(np.float64), side="right")
+
+
+@pytest.mark.parametrize("n,cdf,sha", [
+    (200_000, [0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.99, 1.0],
+     "5e822b8b1a4e2c19bd575136055c190ebf6e44494f94ecdee4589581afc8c523"),
+    (65_537, [0.5, 1.0], "1fcb0c0c3a0c8ae2b82706a7eccaea518c25c1a8878c47335f046360ffa43887"),
+])
+def test_byte_format_is_pinned(n, cdf, sha):
+    """The bytes of a fixed stream never change (artifacts coded earlier must decode bit-exactly)."""
+    import hashlib
+
+    s = _lcg_symbols(n, cdf)
+    data = encode_symbols(s, 9)
+    assert hashlib.sha256(data).hexdigest() == sha
+    assert np.array_equal(decode_symbols(data), s)
+
+
+_R = np.random.default_rng(77)
+
+
+@pytest.mark.parametrize("symbols,k", [
+    (_R.choice(5, (1 << 16) - 1, p=[0.6, 0.2, 0.1, 0.07, 0.03]), 5),        # one symbol short of a block
+    (_R.choice(5, 1 << 16, p=[0.6, 0.2, 0.1, 0.07, 0.03]), 5),              # exactly one block
+    (_R.choice(5, (1 << 16) + 1, p=[0.6, 0.2, 0.1, 0.07, 0.03]), 5),        # one symbol into the next
+    (_R.integers(0, 256, 3 * (1 << 16) + 17).astype(np.uint8), 256),         # near-uniform bytes
+    (np.where(_R.random(200_001) < 1e-4, 1, 0), 2),                          # extremely skewed
+    (_R.geometric(0.05, 150_000) - 1, None),                                 # long tail, many symbols
+    (_R.choice([3, 9, 4000], 140_000, p=[0.5, 0.3, 0.2]), 5000),             # gaps: remapped symbols
+    (_R.choice([0, 1 << 29], 70_000), 1 << 30),                              # beyond the remap table
+    (np.full(200_000, 6, dtype=np.uint16), 9),                               # one symbol, several blocks
+    (_R.integers(0, 2, 2), 2),                                               # tiny
+])
+@pytest.mark.parametrize("checksum", [True, False])
+def test_random_streams_round_trip(symbols, k, checksum):
+    data = encode_symbols(symbols, k, checksum=checksum)
+    out, end = decode_symbols_from(data + b"\x07tail", 0)
+    assert end == len(data)
+    assert out.dtype == np.int64 and np.array_equal(out, np.asarray(symbols, dtype=np.int64))

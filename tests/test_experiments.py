@@ -22,7 +22,7 @@ EXPECTED_COLUMNS = {
     "compression-sweep": ["model", "message bits", "empirical", "token-level bound", "top-1 err", "top-10 err",
                           "top-100 err", "doc-level bound (prior work)"],
     "memorization": ["model", "acc. random (memorized)", "acc. structured (fresh)", "bound"],
-    "pretrained-ptq": ["model", "message bits", "held-out bits/token", "held-out certificate (test-set)",
+    "pretrained-ptq": ["model", "message bits", "held-out bits/token", "held-out bound IF unseen (not a certificate)",
                        "PROXY token-level bound", "break-even m (tokens)"],
     "scaling": ["n_embd", "coded params", "message bits", "empirical", "bound"],
 }

@@ -38,6 +38,11 @@ def texts_of(store):
     return [store.decode(store.document(j)) for j in range(store.num_documents)]
 
 
+def fit_all(tokenizer):
+    """prepare keywords that keep every document in the stores: a BPE fitted on the training documents."""
+    return {"tokenizer_fit": "train-charged"} if tokenizer.startswith("bpe:") else {}
+
+
 def check_layout(store):
     """Every document non-empty and ended by eot, offsets consistent, manifest counts right."""
     toks = np.asarray(store.tokens)
@@ -48,7 +53,7 @@ def check_layout(store):
 
 @pytest.mark.parametrize("tokenizer", ["byte", "bpe:300"])
 def test_decode_gives_back_each_document_exactly(corpus, tmp_path, tokenizer):
-    train, val = prepare(str(corpus), tokenizer, tmp_path / "out")
+    train, val = prepare(str(corpus), tokenizer, tmp_path / "out", **fit_all(tokenizer))
     assert val is None and not (tmp_path / "out" / "val").exists()
     check_layout(train)
     nonempty = sorted(k for k, v in TEXTS.items() if v)
@@ -82,14 +87,15 @@ def test_val_split_whole_documents_by_identity(corpus, tmp_path):
     assert not set(TEXTS[k] for k in nonempty if k not in expect_val) & set(texts_of(val2))
 
 
-def test_bpe_is_trained_on_training_documents_only(tmp_path):
+def test_bpe_train_charged_is_trained_on_training_documents_only(tmp_path):
     seed, f = 0, 0.5
     names = [f"d{i}.txt" for i in range(40)]
     secret = next(n for n in names if is_held_out(seed, n, f))
     texts = {n: f"ordinary words number {i}\n" for i, n in enumerate(names)}
     texts[secret] = "qzxv" * 500  # would become merges if the trainer saw it
     root = write_corpus(tmp_path / "c", texts)
-    train, val = prepare(str(root), "bpe:400", tmp_path / "out", val_fraction=f, seed=seed)
+    train, val = prepare(str(root), "bpe:400", tmp_path / "out", val_fraction=f, seed=seed,
+                         tokenizer_fit="train-charged")
     vocab = json.loads((train.path / "tokenizer.json").read_text())["model"]["vocab"]
     assert not any("qzxv" in t for t in vocab) and any("ordinary" in t or "words" in t for t in vocab)
     assert "qzxv" * 500 in texts_of(val)  # but it still round-trips exactly
@@ -97,8 +103,62 @@ def test_bpe_is_trained_on_training_documents_only(tmp_path):
     assert (val.path / "tokenizer.json").read_text() == (train.path / "tokenizer.json").read_text()
 
 
+def test_bpe_is_fitted_on_the_tokenizer_split_only(tmp_path):
+    import hashlib
+
+    from tokenbound.data.split import in_tokenizer_split
+
+    seed, f, ft = 0, 0.3, 0.2
+    names = [f"d{i:02d}.txt" for i in range(60)]
+    part = {n: "val" if is_held_out(seed, n, f) else "tokenizer" if in_tokenizer_split(seed, n, f, ft) else "train"
+            for n in names}
+    assert set(part.values()) == {"val", "tokenizer", "train"}
+    texts = {n: f"ordinary words number {i}\n" for i, n in enumerate(names)}
+    marker = {"val": "qzxv", "train": "wkjp", "tokenizer": "ymbr"}
+    for p_ in marker:  # one document of each part repeats a string that would become merges if fitted on
+        texts[next(n for n in names if part[n] == p_)] = marker[p_] * 500
+    root = write_corpus(tmp_path / "c", texts)
+    train, val = prepare(str(root), "bpe:400", tmp_path / "out", val_fraction=f, seed=seed, tokenizer_fraction=ft)
+    vocab = json.loads((train.path / "tokenizer.json").read_text())["model"]["vocab"]
+    assert any("ymbr" in t for t in vocab)
+    assert not any("qzxv" in t or "wkjp" in t for t in vocab)
+    stored_train, stored_val = texts_of(train), texts_of(val)
+    split = [n for n in names if part[n] == "tokenizer"]
+    assert stored_train == [texts[n] for n in names if part[n] == "train"]
+    assert stored_val == [texts[n] for n in names if part[n] == "val"]
+    fit = train.manifest["tokenizer_fit"]
+    assert fit["mode"] == "tokenizer-split" and fit["fraction"] == ft and fit["documents"] == len(split)
+    assert fit["identities_sha256"] == hashlib.sha256("".join(f"{n}\n" for n in split).encode()).hexdigest()
+    assert fit["bytes"] == sum(len(texts[n].encode()) for n in split) and fit["fallback_identity"] is None
+    assert val.manifest["tokenizer_fit"] == fit and train.manifest["bpe"]["train_documents"] == len(split)
+    again, _ = prepare(str(root), "bpe:400", tmp_path / "again", val_fraction=f, seed=seed, tokenizer_fraction=ft)
+    assert again.sha256 == train.sha256 and again.manifest["tokenizer_fit"] == fit  # deterministic
+
+
+def test_tokenizer_split_falls_back_to_one_document(corpus, tmp_path):
+    from tokenbound.data.split import tokenizer_score
+
+    train, _ = prepare(str(corpus), "bpe:300", tmp_path / "out", tokenizer_fraction=1e-9)
+    nonempty = sorted(k for k, v in TEXTS.items() if v)
+    first = min(nonempty, key=lambda k: tokenizer_score(0, k))
+    fit = train.manifest["tokenizer_fit"]
+    assert fit["documents"] == 1 and fit["fallback_identity"] == first
+    assert texts_of(train) == [TEXTS[k] for k in nonempty if k != first]
+
+
+def test_train_charged_records_the_code_length(corpus, tmp_path):
+    from tokenbound.data.tokenizers import bpe_code_length
+
+    train, _ = prepare(str(corpus), "bpe:300", tmp_path / "out", tokenizer_fit="train-charged")
+    fit = train.manifest["tokenizer_fit"]
+    code = bpe_code_length(train.tokenizer)
+    assert fit["mode"] == "train-charged" and fit["code_bits"] == code["bits"] > 0 and fit["merges"] == code["merges"]
+    byte, _ = prepare(str(corpus), "byte", tmp_path / "byte")
+    assert byte.manifest["tokenizer_fit"] == {"mode": "fixed"}
+
+
 def test_bpe_training_cap_is_recorded(corpus, tmp_path):
-    train, _ = prepare(str(corpus), "bpe:300", tmp_path / "out", bpe_train_max_bytes=40)
+    train, _ = prepare(str(corpus), "bpe:300", tmp_path / "out", bpe_train_max_bytes=40, tokenizer_fit="train-charged")
     bpe = train.manifest["bpe"]
     assert bpe["capped"] and bpe["train_bytes"] <= 40 and bpe["train_documents"] < train.num_documents
     assert texts_of(train)[3] == TEXTS["sub/c.txt"]
@@ -115,7 +175,7 @@ def test_skip_bad_files_counts_them(corpus, tmp_path):
     with pytest.raises(TokenboundError, match="bad.txt: not valid UTF-8.*--skip-bad-files"):
         prepare(str(corpus), "byte", tmp_path / "out")
     assert not (tmp_path / "out").exists()
-    train, _ = prepare(str(corpus), "bpe:300", tmp_path / "out", skip_bad_files=True)
+    train, _ = prepare(str(corpus), "bpe:300", tmp_path / "out", skip_bad_files=True, tokenizer_fit="train-charged")
     src = train.manifest["source"]
     assert src["skipped_bad_documents"] == 1 and "bad.txt" in src["bad_document_examples"][0]
     assert train.num_documents == 5
@@ -130,7 +190,7 @@ def test_jsonl_and_parquet_corpora(tmp_path):
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"text": rows}), tmp_path / "c.parquet")
-    train, _ = prepare(str(tmp_path / "c.parquet"), "bpe:270", tmp_path / "p")
+    train, _ = prepare(str(tmp_path / "c.parquet"), "bpe:270", tmp_path / "p", tokenizer_fit="train-charged")
     assert texts_of(train) == [r for r in rows if r]
 
 
@@ -157,7 +217,10 @@ def test_stdlib_slice_with_bpe(tmp_path):
 
     files = sorted(p for p in Path(root, "json").glob("*.py") if p.stat().st_size)
     texts = [p.read_text(encoding="utf-8") for p in files]
-    assert sorted(texts_of(train) + texts_of(val)) == sorted(texts)
+    fit = train.manifest["tokenizer_fit"]
+    assert fit["mode"] == "tokenizer-split" and fit["documents"] >= 1
+    assert len(texts_of(train) + texts_of(val)) + fit["documents"] == len(texts)
+    assert set(texts_of(train) + texts_of(val)) <= set(texts)
     assert train.mean_bytes_per_token > 2.0  # BPE merges actually compress
 
 
@@ -217,11 +280,18 @@ def bad_inputs(tmp_path, corpus):
           "byte"], "already tokenized"),
         (["--corpus", c], "--tokenizer: required"),
         (["--corpus", c, "--tokenizer", "bpe:256"], ">= 257"),
-        (["--corpus", c, "--tokenizer", f"bpe:{2**32}"], "< 2\\^32"),
+        (["--corpus", c, "--tokenizer", f"bpe:{2**32}"], "<= 2\\^20"),
+        (["--corpus", c, "--tokenizer", "bpe:100000000"], "<= 2\\^20"),
         (["--corpus", c, "--tokenizer", "byte", "--eot", "3"], "--eot"),
         (["--corpus", c, "--tokenizer", "byte", "--val-fraction", "1"], "--val-fraction"),
         (["--corpus", c, "--tokenizer", "byte", "--val-fraction", "-0.1"], "--val-fraction"),
         (["--corpus", c, "--tokenizer", "byte", "--out", str(tmp_path / "exists")], "already exists"),
+        (["--corpus", c, "--tokenizer", "byte", "--tokenizer-fraction", "0.1"], "--tokenizer-fraction: only for bpe"),
+        (["--corpus", c, "--tokenizer", "byte", "--tokenizer-fit", "train-charged"], "--tokenizer-fit: only for bpe"),
+        (["--corpus", c, "--tokenizer", "bpe:300", "--tokenizer-fraction", "0"], "--tokenizer-fraction: must be"),
+        (["--corpus", c, "--tokenizer", "bpe:300", "--tokenizer-fit", "train-charged", "--tokenizer-fraction",
+          "0.1"], "--tokenizer-fraction: only with"),
+        (["--corpus", str(corpus / "a.py"), "--tokenizer", "bpe:300"], "train-charged"),
     ]
 
 
@@ -290,9 +360,11 @@ def _stream_everything(monkeypatch, block=7):
 @pytest.mark.parametrize("tokenizer", ["byte", "bpe:300"])
 def test_streamed_files_give_the_same_store(corpus, tmp_path, monkeypatch, tokenizer):
     write_corpus(corpus, {"big.txt": "Grüße, 東京 😀 — it's\n  done.\n\nnext line here\n" * 40})
-    whole, whole_val = prepare(str(corpus), tokenizer, tmp_path / "whole", val_fraction=0.5, seed=3)
+    whole, whole_val = prepare(str(corpus), tokenizer, tmp_path / "whole", val_fraction=0.5, seed=3,
+                               **fit_all(tokenizer))
     streamed = _stream_everything(monkeypatch)
-    parts, parts_val = prepare(str(corpus), tokenizer, tmp_path / "parts", val_fraction=0.5, seed=3)
+    parts, parts_val = prepare(str(corpus), tokenizer, tmp_path / "parts", val_fraction=0.5, seed=3,
+                               **fit_all(tokenizer))
     assert "big.txt" in streamed and "sub/c.txt" in streamed and "e.txt" not in streamed
     assert parts.sha256 == whole.sha256 and parts_val.sha256 == whole_val.sha256
     assert parts.num_bytes == whole.num_bytes and parts.manifest["source"] == whole.manifest["source"]
@@ -319,7 +391,7 @@ def test_streamed_bad_file_is_rolled_back(corpus, tmp_path, monkeypatch):
 def test_streamed_file_larger_than_the_bpe_cap(tmp_path, monkeypatch):
     root = write_corpus(tmp_path / "c", {"one.txt": "some words and more words\n" * 50})
     _stream_everything(monkeypatch)
-    train, _ = prepare(str(root), "bpe:300", tmp_path / "out", bpe_train_max_bytes=100)
+    train, _ = prepare(str(root), "bpe:300", tmp_path / "out", bpe_train_max_bytes=100, tokenizer_fit="train-charged")
     bpe = train.manifest["bpe"]
     assert bpe["capped"] and 0 < bpe["train_bytes"] <= 100 and bpe["train_documents"] == 1
     assert texts_of(train) == ["some words and more words\n" * 50]

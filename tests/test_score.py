@@ -17,7 +17,7 @@ from tokenbound.data.context import ContextRule, eot_doc_offsets, extended_slice
 from tokenbound.data.sampling import SamplingPlan, plan_rows
 from tokenbound.data.store import write_store
 from tokenbound.errors import TokenboundError
-from tokenbound.evaluate.forward import score_rows
+from tokenbound.evaluate.forward import position_stats, score_rows
 from tokenbound.evaluate.score import model_id, score
 from tokenbound.models.base import LanguageModel, segments_from_ids
 
@@ -132,8 +132,10 @@ def direct_stats(model, tokens, rule, positions):
         seg = segments_from_ids(row, EOT) if rule.is_doc else None
         lp = model.log_probs(row, seg)[0, -1].double()
         p = torch.softmax(lp, -1)
-        true = p[int(tokens[i])]
-        out.append((float(true), int((p > true).sum()) + 1, float(-(p * torch.log2(p)).sum())))
+        t = int(tokens[i])
+        true = p[t]
+        rank = int((p > true).sum()) + int((p[:t] == true).sum()) + 1  # ties: lower ids first
+        out.append((float(true), rank, float(-(p * torch.log2(p)).sum())))
     return np.array(out)
 
 
@@ -245,6 +247,23 @@ def test_reproducible_and_refuses_to_mix(tmp_path, store):
                   model_sha256=a.meta["model_sha256"])
     assert counting.calls == 0
     assert_identical(a, again)
+
+
+def test_position_stats_breaks_ties_by_lower_id():
+    """rank = place in (probability desc, id asc) order: a tie with the true token counts against it when the
+    tied token has a lower id (docs/theory.md §8), and every tie, however many, is resolved the same way."""
+    ln = torch.log(torch.tensor([0.1, 0.3, 0.3, 0.05, 0.3, 0.05, 0.0, 0.0]))
+    uniform = torch.zeros(8)  # unnormalised: all logits exactly tied
+    lp = torch.stack([ln, uniform])[None]  # [1, 2, 8]
+    cases = [(0, 1, 1), (0, 2, 2), (0, 4, 3), (0, 0, 4), (0, 3, 5), (0, 5, 6), (0, 6, 7), (0, 7, 8),
+             (1, 0, 1), (1, 5, 6), (1, 7, 8)]
+    cols = torch.tensor([c for c, _, _ in cases])
+    targets = torch.tensor([t for _, t, _ in cases])
+    prob, rank, _ = position_stats(lp, torch.zeros_like(cols), cols, targets, np.arange(len(cases)))
+    assert rank.tolist() == [r for _, _, r in cases]
+    np.testing.assert_allclose(prob[-3:], 1 / 8)
+    # top-1 correct for exactly one of the tied tokens: a uniform model is not credited with every token
+    assert (rank[-3:] == 1).sum() == 1
 
 
 def assert_identical(a, b):

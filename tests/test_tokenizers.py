@@ -82,7 +82,8 @@ def test_bpe_minimum_257_is_bytes_only():
     assert len(tok.encode("héllo")) == len("héllo".encode())
 
 
-@pytest.mark.parametrize("spec,msg", [("bpe:256", ">= 257"), ("bpe:0", ">= 257"), (f"bpe:{2**32}", "2\\^32"),
+@pytest.mark.parametrize("spec,msg", [("bpe:256", ">= 257"), ("bpe:0", ">= 257"), (f"bpe:{2**20 + 1}", "2\\^20"),
+                                      ("bpe:100000000", "<= 2\\^20"),
                                       ("bpe:abc", "integer"), ("bpe:", "integer")])
 def test_bpe_size_errors(spec, msg):
     with pytest.raises(TokenboundError, match=msg):
@@ -90,7 +91,7 @@ def test_bpe_size_errors(spec, msg):
 
 
 def test_bpe_size_bounds_accepted():
-    assert parse_bpe_size("bpe:257") == 257 and parse_bpe_size(f"bpe:{2**32 - 1}") == 2 ** 32 - 1
+    assert parse_bpe_size("bpe:257") == 257 and parse_bpe_size(f"bpe:{2**20}") == 2 ** 20
 
 
 @pytest.mark.parametrize("spec,msg", [("wordpiece", "unknown spec"), ("bytes", "unknown spec"),
@@ -204,3 +205,21 @@ def test_safe_parts_really_cut_and_only_our_tokenizers_are_cuttable():
     assert len(parts) > 50 and all(len(p) <= 65 for p in parts)
     assert list(safe_parts(["x" * 500], any_boundary=False, part_chars=64)) == ["x" * 500]  # no safe cut
     assert cuttable("byte") and cuttable("bpe:300") and not cuttable("hf:x") and not cuttable("gguf:x")
+
+
+def test_bpe_code_is_decoded_back_to_the_same_tokenizer(bpe):
+    import math
+
+    from tokenbound.data.tokenizers import bpe_code_length, decode_bpe, encode_bpe
+
+    data, bits = encode_bpe(bpe)
+    code = bpe_code_length(bpe)
+    merges = code["merges"]
+    assert merges == bpe.num_ids - 257 > 0 and len(data) == math.ceil(bits / 8)
+    # Elias gamma of M + 1, then ceil(log2 prod (256 + k)^2) bits for the merges
+    payload = math.ceil(sum(2 * math.log2(256 + k) for k in range(merges)) - 1e-9)
+    assert bits == code["bits"] == 2 * int(math.log2(merges + 1)) + 1 + payload
+    back = decode_bpe(data, bpe.vocab_size, bpe.spec)
+    assert back.to_json() == bpe.to_json()
+    for text in TRAIN_TEXTS + ["unseen ßtring — 😀"]:
+        assert back.encode(text) == bpe.encode(text)

@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -84,15 +85,61 @@ def _umask() -> int:
     return mask
 
 
-def _atomic_write(path: str | os.PathLike, binary: bool, write) -> None:
+def ensure_parent_dir(path: str | os.PathLike, flag: str | None = None) -> list[Path]:
+    """Create the folder that will hold `path` (and its missing parents); return the folders it created.
+
+    Anything in the way is a one-line error naming `flag` (or the path) instead of an OSError traceback: a
+    regular file where a folder should be, a folder that cannot be written, a read-only file system.
+    """
+    path = Path(path)
+    what = f"{flag} {path}" if flag else str(path)
+    parent = path.parent
+    existing = parent
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise TokenboundError(f"{what}: {existing} is not a directory")
+    made = [d for d in (parent, *parent.parents) if not os.path.lexists(d)]
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise TokenboundError(f"{what}: cannot write in {existing} (permission denied)")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TokenboundError(f"{what}: cannot create the folder {parent} ({e.strerror or e})") from None
+    return made
+
+
+def remove_empty_dirs(made: list[Path]) -> None:
+    """Remove the folders ``ensure_parent_dir`` created (innermost first), stopping at one that is not empty."""
+    for d in made:
+        try:
+            d.rmdir()
+        except OSError:
+            break
+
+
+def _temp_in(parent: Path, what: str, make) -> Any:
+    """``make()`` (mkstemp / mkdtemp in `parent`), with an OSError turned into a one-line error naming `what`."""
+    try:
+        return make()
+    except OSError as e:
+        raise TokenboundError(f"{what}: cannot write in {parent} ({e.strerror or e})") from None
+
+
+def _atomic_write(path: str | os.PathLike, binary: bool, write, flag: str | None = None) -> None:
     """Write through `write(file)` into a temp file beside `path`, then rename it over `path`.
 
     mkstemp creates files readable by the owner only; the result gets the mode an ordinary open() would
-    (0666 minus the umask), so artifacts can be shared like any other file.
+    (0666 minus the umask), so artifacts can be shared like any other file. A directory at `path` or a parent
+    that cannot be created or written is a one-line error naming `flag` (or the path).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    what = f"{flag} {path}" if flag else str(path)
+    if path.is_dir():
+        raise TokenboundError(f"{what}: is a directory (give a file name)")
+    ensure_parent_dir(path, flag)
+    fd, tmp = _temp_in(path.parent, what,
+                       lambda: tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb" if binary else "w") as f:
@@ -106,18 +153,18 @@ def _atomic_write(path: str | os.PathLike, binary: bool, write) -> None:
         raise
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON atomically (temp file in the same directory, then rename)."""
+def write_json(path: str | os.PathLike, obj: Any, flag: str | None = None) -> None:
+    """Write JSON atomically (temp file in the same directory, then rename); `flag` names the path in errors."""
     def dump(f) -> None:
         json.dump(obj, f, indent=2, sort_keys=False)
         f.write("\n")
 
-    _atomic_write(path, False, dump)
+    _atomic_write(path, False, dump, flag)
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write bytes atomically."""
-    _atomic_write(path, True, lambda f: f.write(data))
+def write_bytes(path: str | os.PathLike, data: bytes, flag: str | None = None) -> None:
+    """Write bytes atomically; `flag` names the path in errors."""
+    _atomic_write(path, True, lambda f: f.write(data), flag)
 
 
 def read_json(path: str | os.PathLike, what: str = "file") -> Any:
@@ -136,6 +183,10 @@ def read_manifest(directory: str | os.PathLike, expect_kind: str | None = None) 
     directory = Path(directory)
     if not directory.exists():
         raise TokenboundError(f"{directory}: no such file or directory")
+    if not directory.is_dir():
+        raise TokenboundError(f"{directory}: is a file, not an artifact directory (one holding a {MANIFEST})")
+    if os.path.exists(directory / MANIFEST) and not is_regular_file(directory / MANIFEST):
+        raise TokenboundError(f"{directory / MANIFEST}: not a regular file")  # a FIFO or device would block
     man = read_json(directory / MANIFEST, what="manifest.json")
     if expect_kind is not None and man.get("kind") != expect_kind:
         raise TokenboundError(f"{directory}: expected a {expect_kind} artifact, found {man.get('kind')!r}")
@@ -152,13 +203,21 @@ def atomic_output_dir(out: str | os.PathLike, force: bool = False, flag: str = "
     out = Path(out)
     if out.exists() and not force:
         raise TokenboundError(f"{flag} {out}: already exists (use --force to overwrite)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    if out.exists() and not out.is_dir():
+        raise TokenboundError(f"{flag} {out}: is a file, not a directory")
+    made = ensure_parent_dir(out, flag)
+    try:
+        tmp = Path(_temp_in(out.parent, f"{flag} {out}",
+                            lambda: tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)))
+    except BaseException:
+        remove_empty_dirs(made)
+        raise
     tmp.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would otherwise become the artifact's mode
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        remove_empty_dirs(made)
         raise
     replace_dir(tmp, out)
 
@@ -172,3 +231,137 @@ def replace_dir(src: Path, dst: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(src, dst)
+
+
+# -- paths between artifacts ----------------------------------------------------------------------------------
+# An artifact that refers to another one (a certificate to its model and store, a Run to its training store, a
+# CompressedModel to its source) records the path *relative to itself* (its directory; a certificate file's
+# folder), marked ``"relative_to": "artifact"``, plus the absolute path at writing time as a hint only. Loading
+# resolves the relative path against the referring artifact's location, so a folder of artifacts can be moved
+# as a whole; the absolute hint is used only when the relative path is gone and the target's sha256 matches.
+# A reference without the marker (older artifacts) holds a path relative to the directory the command ran in.
+RELATIVE_TO_ARTIFACT = "artifact"
+
+
+def path_record(target: str | os.PathLike, referrer_dir: str | os.PathLike) -> dict[str, str]:
+    """``{"path", "relative_to", "abs_path"}`` of `target` as seen from the artifact in `referrer_dir`."""
+    target_abs = os.path.abspath(target)
+    try:
+        rel = os.path.relpath(target_abs, os.path.abspath(referrer_dir))
+    except ValueError:  # no relative path between them (another drive): the absolute one is all there is
+        rel = target_abs
+    return {"path": Path(rel).as_posix(), "relative_to": RELATIVE_TO_ARTIFACT, "abs_path": target_abs}
+
+
+def is_regular_file(path: str | os.PathLike) -> bool:
+    """True for a regular file (after following symlinks); False for a device, FIFO, socket, directory, nothing."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def check_target(path: Path, what: str, expect: str = "dir", marker: str = MANIFEST) -> Path:
+    """`path` if it is what a reference expects: ``"file"`` a regular file, ``"dir"`` a directory whose `marker`
+    (manifest.json) is a regular file. Anything else (a device, a FIFO, a bare directory) is a one-line error."""
+    path = Path(path)
+    if expect == "file":
+        if not is_regular_file(path):
+            raise TokenboundError(f"{what}: {path} is not a regular file")
+    elif not (path.is_dir() and is_regular_file(path / marker)):
+        raise TokenboundError(f"{what}: {path} is not a directory holding a {marker}")
+    return path
+
+
+def resolve_recorded_path(ref: dict[str, Any] | str, referrer_dir: str | os.PathLike, what: str, *,
+                          expect: str = "dir", marker: str = MANIFEST, sha256: str | None = None,
+                          identify=None, flag: str | None = None) -> Path:
+    """The path a reference written by ``path_record`` (or an older cwd-relative one) points to now.
+
+    The relative path is resolved against `referrer_dir`; if nothing is there, the absolute hint is used only
+    when ``identify(hint) == sha256``. The result must pass ``check_target(expect, marker)``. `flag` names the
+    option that points at a moved target (e.g. ``--data``) in the error message.
+    """
+    if isinstance(ref, str):
+        ref = {"path": ref}
+    if not isinstance(ref, dict) or not isinstance(ref.get("path"), str) or not ref["path"]:
+        raise TokenboundError(f"{what}: the recorded reference {ref!r} has no path")
+    recorded = Path(ref["path"])
+    relative = ref.get("relative_to") == RELATIVE_TO_ARTIFACT
+    primary = Path(referrer_dir) / recorded if relative else recorded
+    if os.path.exists(primary):
+        return check_target(primary, what, expect, marker)
+    hint = ref.get("abs_path")
+    if isinstance(hint, str) and hint and sha256 and identify is not None and os.path.exists(hint):
+        candidate = check_target(Path(hint), what, expect, marker)
+        try:
+            same = identify(candidate) == sha256
+        except TokenboundError:
+            same = False
+        if same:
+            return candidate
+    where = f" (recorded relative to {referrer_dir})" if relative else ""
+    tail = f"; use {flag} to point at it" if flag else ""
+    raise TokenboundError(f"{what}: {primary} not found{where}{tail}")
+
+
+def file_inside(base_dir: str | os.PathLike, name: str, what: str) -> Path:
+    """``base_dir/name`` if it lies inside `base_dir` (symlinks followed) and is a regular file when it exists.
+
+    A name that leads out of the folder (absolute, ``..``, a symlink elsewhere) or to a device, FIFO or
+    directory is a one-line error: an artifact's own files are read only from its own folder. A missing file
+    is returned as is (the caller reports it).
+    """
+    if not isinstance(name, str) or not name:
+        raise TokenboundError(f"{what}: the recorded file name {name!r} is not a relative path")
+    base = Path(base_dir)
+    path = base / name
+    real, real_base = Path(os.path.realpath(path)), Path(os.path.realpath(base))
+    if Path(name).is_absolute() or not real.is_relative_to(real_base) or real == real_base:
+        raise TokenboundError(f"{what}: {name} is outside {base}; only files inside the artifact's own folder "
+                              f"are read")
+    if os.path.exists(path) and not is_regular_file(path):
+        raise TokenboundError(f"{what}: {path} is not a regular file")
+    return path
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_path: str | os.PathLike, what: str) -> Iterator[Path]:
+    """Hold ``fcntl.flock`` on `lock_path` (created, holding our pid) for the block; removed on exit.
+
+    Non-blocking: if another process holds it, a one-line error names the lock file and that process's pid.
+    The kernel releases the lock of a process that dies, so a stale file left by ``kill -9`` does not block.
+    """
+    import fcntl
+
+    lock_path = Path(lock_path)
+    while True:
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        except OSError as e:
+            raise TokenboundError(f"{what}: cannot create the lock {lock_path} ({e.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                pid = os.read(fd, 32).decode(errors="replace").strip()
+            finally:
+                os.close(fd)
+            raise TokenboundError(f"{what}: another process (pid {pid or 'unknown'}) holds the lock {lock_path}; "
+                                  f"wait for it to finish or use another path") from None
+        try:  # a holder that just finished unlinked the file we opened: lock the new one instead
+            st = os.stat(lock_path)
+            current = (st.st_dev, st.st_ino) == (os.fstat(fd).st_dev, os.fstat(fd).st_ino)
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield lock_path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock_path)
+        os.close(fd)

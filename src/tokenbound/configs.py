@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,18 +46,50 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         cfg = strict_from_dict(cls, d, "train config")
-        for name in ("steps", "batch_size", "grad_accum", "eval_batches"):
+        for name in ("steps", "batch_size", "grad_accum", "eval_batches", "eval_interval", "checkpoint_interval",
+                     "log_interval"):
             if int(getattr(cfg, name)) < 1:
                 raise TokenboundError(f"train config: {name} must be >= 1, got {getattr(cfg, name)}")
+        for name in ("lr", "subspace_lr"):
+            if getattr(cfg, name) is not None and getattr(cfg, name) <= 0:
+                raise TokenboundError(f"train config: {name} must be > 0, got {getattr(cfg, name)}")
         return cfg
 
 
 def strict_from_dict(cls, d: dict[str, Any], what: str):
-    """Build dataclass `cls` from `d`, refusing unknown fields with a one-line error naming `what`."""
+    """Build dataclass `cls` from `d`, refusing unknown fields and values of the wrong type (a string for an int,
+    a float for an int, a bool for a number, nan) with a one-line error naming `what` and the field."""
+    if not isinstance(d, dict):
+        raise TokenboundError(f"{what}: expected a JSON object, got {type(d).__name__}")
     unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
     if unknown:
         raise TokenboundError(f"{what}: unknown field(s) {', '.join(unknown)}")
+    hints = typing.get_type_hints(cls)
+    for name, value in d.items():
+        expected = _type_names(hints[name])
+        if not any(_is_type(value, t) for t in expected):
+            raise TokenboundError(f"{what}: {name} must be {' or '.join(expected)}, got {value!r}")
     return cls(**d)
+
+
+def _type_names(hint) -> list[str]:
+    """``int | None`` -> ["int", "null"]: the JSON types a field accepts."""
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    return ["null" if a is type(None) else a.__name__ for a in args]
+
+
+def _is_type(value: Any, name: str) -> bool:
+    if name == "null":
+        return value is None
+    if name == "bool":
+        return isinstance(value, bool)
+    if name == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if name == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if name == "str":
+        return isinstance(value, str)
+    return True  # a field of another type: left to the dataclass
 
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {

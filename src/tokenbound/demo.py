@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .artifacts import MANIFEST
+from .artifacts import MANIFEST, ensure_parent_dir
 from .errors import TimeLimitReached, TokenboundError
 
 
@@ -73,7 +73,13 @@ def demo(out: Path = Path("demo_out"), *, minutes: float | None = None, cfg: Dem
             raise TokenboundError(f"--minutes: must be a positive number of minutes, got {minutes}")
         cfg = dataclasses.replace(cfg, train_minutes=float(minutes))
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise TokenboundError(f"--out {out}: is a file, not the demo's working directory")
+    ensure_parent_dir(out, "--out")  # a file in the way or no write access: one line naming --out
+    try:
+        out.mkdir(exist_ok=True)
+    except OSError as e:
+        raise TokenboundError(f"--out {out}: cannot create it ({e.strerror or e})") from None
     started = time.time()
     data, run, comp = out / "data", out / "run", out / "compressed"
     certs = out / "certificates"

@@ -82,11 +82,33 @@ def check_extra_bits(extra_bits: Mapping[str, float] | None, flag: str = "extra_
     for name, value in (extra_bits or {}).items():
         if name in RESERVED_PRIOR_ITEMS:
             raise TokenboundError(f"{flag}: {name!r} is reserved for the bits tokenbound adds itself")
-        v = float(value)
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise TokenboundError(f"{flag}: {name!r} must be a finite number of bits >= 0, got {value!r}") from None
         if not math.isfinite(v) or v < 0:
             raise TokenboundError(f"{flag}: {name!r} must be a finite number of bits >= 0, got {value!r}")
         out[str(name)] = v
     return out
+
+
+def parse_extra_bits(specs, flag: str = "--extra-bits") -> dict[str, float]:
+    """Parse repeated NAME=BITS strings (a choice among K alternatives made after seeing the data: log2 K bits)
+    into {NAME: BITS}; NAME non-empty, unique, not one of RESERVED_PRIOR_ITEMS; BITS finite and >= 0."""
+    out: dict[str, float] = {}
+    for spec in specs or ():
+        name, sep, value = str(spec).partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise TokenboundError(f"{flag}: expected NAME=BITS, got {spec!r}")
+        if name in out:
+            raise TokenboundError(f"{flag}: {name!r} is given twice")
+        try:
+            bits = float(value)
+        except ValueError:
+            raise TokenboundError(f"{flag}: {name!r} needs a number of bits, got {value!r}") from None
+        out[name] = bits
+    return check_extra_bits(out, flag)
 
 
 def message_prior_items(message_bits: float, prefix_free: bool) -> dict[str, float]:

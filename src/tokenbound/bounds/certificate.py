@@ -31,7 +31,8 @@ from .variance import DEFAULT_LAMBDA_GRID, check_lambda_grid
 
 SCHEMA = "tokenbound.certificate/1"
 HEADLINE_METHODS = ("azuma", "variance_adaptive")
-SAMPLERS = ("token", "block")  # draws whose mean is unbiased for the token mean (docs/theory.md §5)
+LEGACY_AZUMA_CI = "hoeffding"  # certificates without inputs.azuma_ci were computed with it
+SAMPLERS = ("token", "block", "all")  # draws whose mean is unbiased for the token mean, or every position once (docs/theory.md §5)
 DOCUMENT_SAMPLERS = ("document",)  # one draw = one document drawn uniformly
 KIND_GENERALIZATION = "generalization bound"
 KIND_TEST_SET = "test-set bound"
@@ -65,15 +66,28 @@ def _check_stats(stats: TokenStats, where: str, samplers: tuple[str, ...] = SAMP
 
 
 def is_exhaustive(stats: TokenStats) -> bool:
-    """True when the token sample is every one of the m positions exactly once (then R̂_n = R̂ exactly).
+    """True when the scored positions are every one of the m positions exactly once (then R̂_n = R̂ exactly).
 
-    This is a property of the sampler's outcome only (independent of the data), so using it to drop the
-    subsampling term and give all of δ to the main bound is legitimate (docs/theory.md §5).
+    The token sampler reaches it by chance (n = m distinct draws); the ``all`` sampler by construction (every
+    window of the rule once, data/sampling.py). It is a property of the sampler's outcome only (independent of
+    the data), so using it to drop the subsampling term and give all of δ to the main bound is legitimate
+    (docs/theory.md §5). The document sampler never qualifies: it scores documents alone, another rule.
     """
     m = int(stats.meta["population_tokens"])
-    if stats.meta["sampler"] != "token" or len(stats) != m or stats.num_draws != m:
+    if stats.meta["sampler"] not in ("token", "all") or len(stats) != m:
+        return False
+    if stats.meta["sampler"] == "token" and stats.num_draws != m:
         return False
     return bool(np.array_equal(np.sort(stats.positions), np.arange(m)))
+
+
+def per_position(stats: TokenStats) -> TokenStats:
+    """The same statistics with every position its own draw: under exhaustion the bound is about the token
+    mean R̂, not the mean of window means (windows score different numbers of positions)."""
+    if stats.meta["sampler"] == "token":
+        return stats
+    return TokenStats(stats.positions, stats.prob, stats.rank, stats.entropy_bits,
+                      np.arange(len(stats), dtype=np.int64), meta=stats.meta, control_bits=stats.control_bits)
 
 
 def default_pilot_draws(samples: int) -> int:
@@ -109,7 +123,7 @@ def certify(stats: TokenStats, *, message_bits: float, message_prefix_free: bool
             top_k: Sequence[int] = DEFAULT_TOP_K, mean_bytes_per_token: float | None = None,
             model: dict | None = None, data: dict | None = None, provenance: dict | None = None,
             lambda_grid: Sequence[float] = DEFAULT_LAMBDA_GRID, subsample_ci: str = "best",
-            control_variate: bool = True, pilot_draws: int = 0) -> dict[str, Any]:
+            control_variate: bool = True, pilot_draws: int = 0, azuma_ci: str | None = None) -> dict[str, Any]:
     """Compute every bound on `stats` and return a certificate dict (schema "tokenbound.certificate/1").
 
     Invariants: every bound holds with probability >= 1 − δ (each method separately; the headline too, its
@@ -119,7 +133,9 @@ def certify(stats: TokenStats, *, message_bits: float, message_prefix_free: bool
     ``extra_bits`` still pays for choices the caller made on the held-out data. `lambda_grid` and
     `subsample_ci` ("hoeffding" | "maurer_pontil" | "best" | "betting") configure the variance-adaptive method;
     with "betting" and `control_variate`, the stats' control variate (if they carry one) narrows its subsampling
-    term (docs/theory.md §5). `pilot_draws` > 0: α and λ are chosen on draws 0..pilot_draws−1 and each method
+    term (docs/theory.md §5). `azuma_ci` (one of the same, default: `subsample_ci`) is the confidence bound of
+    Theorem A's subsampling term, with the control variate under the same conditions; "hoeffding" is the seed
+    paper's. `pilot_draws` > 0: α and λ are chosen on draws 0..pilot_draws−1 and each method
     is certified at its choice on the remaining draws, so the subsampling δ is not divided by the grid sizes.
     `stats` must come from the token or block sampler (unbiased token draws); when it is every position
     exactly once (``inputs.exhaustive``) there is no subsampling term. `document_stats` (document sampler:
@@ -137,6 +153,9 @@ def certify(stats: TokenStats, *, message_bits: float, message_prefix_free: bool
     extras = check_extra_bits(extra_bits)
     if subsample_ci not in CI_METHODS:
         raise TokenboundError(f"subsample_ci: expected one of {CI_METHODS}, got {subsample_ci!r}")
+    azuma_ci = subsample_ci if azuma_ci is None else azuma_ci
+    if azuma_ci not in CI_METHODS:
+        raise TokenboundError(f"azuma_ci: expected one of {CI_METHODS}, got {azuma_ci!r}")
     if mean_bytes_per_token is not None and not (float(mean_bytes_per_token) > 0
                                                  and math.isfinite(float(mean_bytes_per_token))):
         raise TokenboundError(f"mean_bytes_per_token: must be > 0, got {mean_bytes_per_token!r}")
@@ -146,8 +165,12 @@ def certify(stats: TokenStats, *, message_bits: float, message_prefix_free: bool
     alpha_items = {**base_items, "alpha_grid": choice_bits(len(grid))}
     method_bits = choice_bits(len(methods))
     exhaustive = is_exhaustive(stats)
+    if exhaustive:
+        stats = per_position(stats)
+        n = stats.num_draws
     pilot = _check_pilot(pilot_draws, n, exhaustive)
     use_control = control_variate and subsample_ci == "betting"
+    azuma_control = control_variate and azuma_ci == "betting"
 
     def method_bounds(sample: TokenStats, alphas: np.ndarray, lams: np.ndarray, choices: int,
                       projected: int | None = None):
@@ -155,18 +178,20 @@ def certify(stats: TokenStats, *, message_bits: float, message_prefix_free: bool
 
         `projected`: `sample` is a pilot; subsampling terms are forecast for that many certifying draws."""
         losses = smoothed_loss_bits(sample.prob, alphas, vocab)
-        control = sample.control_variate() if use_control else None
+        control = sample.control_variate() if use_control or azuma_control else None
         out: dict[str, tuple] = {}
         for name in methods:
             items = {**alpha_items, "method_choice": method_bits}
             if name == "azuma":
                 out[name] = azuma_method(losses, sample.draw, sample.num_draws, alphas, vocab, items, delta, split,
-                                         m, choices, exhaustive, projected)
+                                         m, choices, exhaustive, projected, azuma_ci,
+                                         None if exhaustive or not azuma_control else control)
             else:
                 items["lambda_grid"] = choice_bits(len(lam_grid))
                 out[name] = variance_adaptive_method(losses, sample.entropy_bits, sample.draw, sample.num_draws,
                                                      alphas, vocab, items, delta, split, m, lams, subsample_ci,
-                                                     choices, exhaustive, control, projected)
+                                                     choices, exhaustive, control if use_control else None,
+                                                     projected)
         return out
 
     if pilot:
@@ -209,6 +234,8 @@ def certify(stats: TokenStats, *, message_bits: float, message_prefix_free: bool
         for j, k in enumerate(ks):
             entry, _ = azuma_method(flags[j:j + 1], stats.draw, n, None, None, topk_items, delta, split, m,
                                     exhaustive=exhaustive)
+            if "rank_rule" in stats.meta:  # tie rule of the prediction sets (docs/theory.md §8); old stats lack it
+                entry["rank_rule"] = stats.meta["rank_rule"]
             topk_entries[str(k)] = entry
 
     cert: dict[str, Any] = {
@@ -223,10 +250,11 @@ def certify(stats: TokenStats, *, message_bits: float, message_prefix_free: bool
             "num_tokens": int(stats.meta["population_tokens"]), "sample_size": n, "num_positions": len(stats),
             "vocab_size": vocab, "exhaustive": exhaustive, "delta": delta, "delta_split": split,
             "alpha": best["alpha"], "alpha_grid": [float(a) for a in grid],
-            "lambda_grid": [float(x) for x in lam_grid], "subsample_ci": subsample_ci,
+            "lambda_grid": [float(x) for x in lam_grid], "subsample_ci": subsample_ci, "azuma_ci": azuma_ci,
             "control_variate": bool(control_variate), "pilot_draws": pilot,
             "control_variate_used": (dict(stats.meta["control_variate"])
-                                     if use_control and stats.control_bits is not None and not exhaustive else None),
+                                     if (use_control or (azuma_control and "azuma" in methods))
+                                     and stats.control_bits is not None and not exhaustive else None),
             "message_bits": bits, "message_prefix_free": bool(message_prefix_free), "extra_bits": extras,
             "methods": list(methods), "top_k": list(ks), "num_documents": num_docs,
             "mean_bytes_per_token": None if mean_bytes_per_token is None else float(mean_bytes_per_token),
@@ -259,9 +287,18 @@ def recompute(certificate: Mapping[str, Any], stats: TokenStats,
             mean_bytes_per_token=inp["mean_bytes_per_token"], model=certificate.get("model"),
             data=certificate.get("data"), provenance=certificate.get("provenance"),
             lambda_grid=inp["lambda_grid"], subsample_ci=inp["subsample_ci"],
-            control_variate=inp["control_variate"], pilot_draws=inp["pilot_draws"])
+            control_variate=inp["control_variate"], pilot_draws=inp["pilot_draws"],
+            azuma_ci=inp.get("azuma_ci", LEGACY_AZUMA_CI))
     except KeyError as e:
         raise TokenboundError(f"certificate: missing input {e.args[0]!r}") from None
+    if "azuma_ci" not in inp:
+        # Written before Theorem A's confidence bound was an input: it was always Hoeffding, and the certificate
+        # names it nowhere, so the recomputation drops the fields that record it.
+        new["inputs"].pop("azuma_ci")
+        for entry in (new["bounds"].get("azuma"),):
+            if entry is not None:
+                entry.pop("subsample_ci", None)
+                entry.pop("control_variate", None)
     for key, value in certificate.items():
         if key not in COMPUTED_KEYS:
             new[key] = value

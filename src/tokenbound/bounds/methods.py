@@ -4,10 +4,16 @@
 Every method reports ``bound_bits_per_token`` = empirical + complexity + subsample (``terms``), the α it
 chose (paid for with log2 |α grid| bits in ``extra_bits``), its δ shares and its itemised prior bits.
 
-Choices and the subsampling δ. The prior pays for choosing α (and the method) in the martingale part. The
-subsampling statements are separate events, one per (α, method): reporting the one at a data-dependent
-choice needs all of them at once, so each gets δ_subsample / `subsample_choices` (= |α grid| · #methods),
-and a union bound brings the total back to δ_subsample (docs/theory.md §5). λ does not enter them.
+Choices and the subsampling δ. The prior pays for choosing α (and the method, and λ) in the martingale part.
+The subsampling statements are separate events, one per (α, method) — and per λ for the variance-adaptive
+method, whose subsampled quantity z(λ) depends on λ: reporting the one at a data-dependent choice needs all of
+them at once, so each gets δ_subsample / `subsample_choices` (= |α grid| · #methods without a pilot, #methods
+with one), further divided by the number of λ values evaluated for the variance-adaptive method (K_λ without
+a pilot, 1 with one), and a union bound brings the total back to δ_subsample (docs/theory.md §5).
+
+Both headline methods estimate their subsampled mean with the same confidence machinery (`ci`: Hoeffding,
+Maurer–Pontil, their best, or betting with the control variate; subsampling.upper_mean), each from its own
+δ share; `azuma_method` with ci "hoeffding" is the seed paper's Theorem A + Hoeffding (docs/theory.md §5).
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ import numpy as np
 from .budget import delta_shares
 from .martingale import azuma_bound_from_draws
 from .smoothing import loss_range_bits
-from .subsampling import ControlVariate, draw_means
+from .subsampling import ControlVariate, draw_means, upper_mean
 from .variance import penalized_losses, variance_adaptive_bound_from_draws
 
 BoundAt = Callable[[float], float]
@@ -45,14 +51,21 @@ def _shares(delta: float, split, num_draws: int, m: float, subsample_choices: in
 def azuma_method(losses: np.ndarray, draw: np.ndarray, num_draws: int, alpha_grid: np.ndarray | None,
                  vocab_size: int | None, prior_items: dict[str, float], delta: float, split, num_units: float,
                  subsample_choices: int = 1, exhaustive: bool = False,
-                 projected_draws: int | None = None) -> tuple[dict, BoundAt]:
-    """Theorem A + Hoeffding subsampling for each row of `losses` ([A, N]); the best row is reported.
+                 projected_draws: int | None = None, ci: str | None = None,
+                 control: ControlVariate | None = None) -> tuple[dict, BoundAt]:
+    """Theorem A + a subsampling confidence bound for each row of `losses` ([A, N]); the best row is reported.
+
+    `ci` None or "hoeffding": Hoeffding on the full range (the seed paper's; the entry does not name it when
+    None, as for top-k and the document-level baseline). Otherwise `ci` is one of subsampling.CI_METHODS and
+    `control` (betting only) a ControlVariate: the subsampled mean is bounded by subsampling.upper_mean, as
+    for Theorem B (docs/theory.md §5); the entry records "subsample_ci" and "control_variate".
 
     With `alpha_grid` None the rows are 0-1 losses (Δ = 1, range [0, 1]; used for top-k). `num_units` is
     m (tokens; documents for the document-level baseline), `num_draws` is n. `exhaustive`: the draws are
     every unit exactly once, so the sample mean is exact (no subsampling term, all of δ to Theorem A).
-    `projected_draws`: score a pilot — the Hoeffding term (which does not depend on the data) is the one
-    `projected_draws` certifying draws will pay; used only to choose α (certificate.py).
+    `projected_draws`: score a pilot — the subsampling term is forecast for `projected_draws` certifying draws
+    (Hoeffding's does not depend on the data; the others: subsampling.upper_mean's `forecast_draws`); used only
+    to choose α (certificate.py).
     """
     if alpha_grid is None:
         l_min, l_max, rng = np.zeros(len(losses)), np.ones(len(losses)), np.ones(len(losses))
@@ -64,8 +77,15 @@ def azuma_method(losses: np.ndarray, draw: np.ndarray, num_draws: int, alpha_gri
     def evaluate(rows: np.ndarray, m: float) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         n = projected_draws or num_draws
         shares = _shares(delta, split, n, m, subsample_choices, exhaustive)
-        return azuma_bound_from_draws(draws[rows], rng[rows], prior, shares["main"], shares["subsample"],
-                                      m, None if exhaustive else n), shares
+        if ci in (None, "hoeffding") or exhaustive:
+            return azuma_bound_from_draws(draws[rows], rng[rows], prior, shares["main"], shares["subsample"],
+                                          m, None if exhaustive else n), shares
+        res = azuma_bound_from_draws(draws[rows], rng[rows], prior, shares["main"], shares["subsample"], m, None)
+        mean, up = upper_mean(draws[rows], l_min[rows], l_max[rows], shares["subsample"], ci, control=control,
+                              forecast_draws=projected_draws)
+        res["subsample"] = up - mean
+        res["bound"] = res["empirical"] + res["complexity"] + res["subsample"]
+        return res, shares
 
     res, shares = evaluate(np.arange(len(losses)), num_units)
     i = int(np.argmin(res["bound"]))  # first minimum: deterministic
@@ -80,6 +100,9 @@ def azuma_method(losses: np.ndarray, draw: np.ndarray, num_draws: int, alpha_gri
         "num_units": float(num_units), "sample_size": int(num_draws),
         "per_alpha_bound_bits": [float(b) for b in res["bound"]],
     }
+    if ci is not None:
+        entry["subsample_ci"] = "exact" if exhaustive else ci
+        entry["control_variate"] = control is not None and not exhaustive
     return entry, lambda m: float(evaluate(np.array([i]), m)[0]["bound"][0])
 
 

@@ -6,7 +6,10 @@ them alone, so `verify` can recompute every number in milliseconds.
 Arrays (one entry per scored position, all of length N):
 - ``positions``    int64   index i of the scored token x_i in the stream
 - ``prob``         float64 p_θ(x_i | c_i), the *unsmoothed* model probability of the true token
-- ``rank``         int64   1 + #{v : p_θ(v | c_i) > p_θ(x_i | c_i)}; top-k correct iff rank <= k
+- ``rank``         int64   1 + #{v : p_θ(v | c_i) > p_θ(x_i | c_i)} + #{v < x_i : p_θ(v | c_i) = p_θ(x_i | c_i)}:
+                           the true token's place in (probability desc, id asc) order; top-k correct iff
+                           rank <= k, i.e. x_i is in the k-token prediction set (docs/theory.md §8; recorded
+                           as ``meta["rank_rule"]`` by the scorer)
 - ``entropy_bits`` float64 the model's predictive entropy −Σ_v p_θ(v|c_i) log2 p_θ(v|c_i) (a predictable
                            quantity: a function of the context and the model only)
 - ``draw``         int64   which independent draw of the sampler produced the position: 0..n−1. Under

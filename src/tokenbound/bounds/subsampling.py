@@ -3,8 +3,10 @@
 The bound needs R̂ = (1/m) Σ_{i<=m} ℓ_i but only n draws are scored. The sampler's randomness is
 independent of the data, so conditionally on the stream the draw values Z_1..Z_n are i.i.d. with mean
 R̂ (token sampler: Z_j is the loss at one uniformly drawn position; block sampler: Z_j is the mean loss
-over the scored positions of one uniformly drawn window, assumed to partition the stream into equally
-sized scoring sets so that the window mean is unbiased for the token mean).
+over the scored positions of one window, the windows' scoring sets partitioning the stream and a window being
+drawn with probability proportional to the number of positions it scores — the window that scores a uniformly
+drawn position — so that E Z_j = Σ_w (s_w/m)·(1/s_w)·Σ_{i∈w} ℓ_i = R̂ whatever the sizes s_w;
+docs/theory.md §5).
 
 Implemented, for values in [lo, hi] with w = hi − lo (each with probability >= 1 − δ):
 - Hoeffding (1963), sampling with replacement:  E Z <= Z̄ + w·sqrt(ln(1/δ) / (2n)).
@@ -12,7 +14,8 @@ Implemented, for values in [lo, hi] with w = hi − lo (each with probability >=
       E Y <= Ȳ + sqrt(2·V_n·ln(2/δ)/n) + 7·ln(2/δ)/(3(n − 1)),  V_n the unbiased sample variance.
 - "best": the smaller of the two, each computed at δ/2 (a union bound pays for the choice).
 - "betting": the betting bound of Waudby-Smith & Ramdas (2024), see betting.py; no range term, so it is far
-  tighter than the others when the draws vary little (block sampling).
+  tighter than the others when the draws vary little (block sampling). A draw outside [lo, hi] raises a
+  TokenboundError (betting.check_within), it is never clipped.
 - "exact": the draws are every position exactly once, so their mean IS the full-stream mean (no δ spent).
 
 A control variate (``ControlVariate``: a quantity g known at every position, so its exact population mean ḡ

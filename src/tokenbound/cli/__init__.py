@@ -39,6 +39,20 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the example's layout and shows each option's default unless its help already says it (or there is
+    none to show: None, False, an empty list)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is None or default is False or default == [] or not action.option_strings
+                or default == argparse.SUPPRESS
+                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog="tokenbound",
@@ -52,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         p = sub.add_parser(verb, help=mod.HELP, description=mod.HELP,
                            epilog=f"example:\n  {mod.EXAMPLE}",
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=HelpFormatter)
         p.add_argument("--debug", action="store_true", help="show full tracebacks on error")
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
@@ -72,9 +86,25 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"tokenbound {args.verb}: error: {e}", file=sys.stderr)
         return 2
+    except (OSError, MemoryError) as e:
+        # The environment, not a bug: a path that cannot be read or written, a full disk, too little memory.
+        if args.debug or os.environ.get("TOKENBOUND_DEBUG"):
+            raise
+        print(f"tokenbound {args.verb}: error: {describe_os_error(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"tokenbound {args.verb}: interrupted", file=sys.stderr)
         return 130
+
+
+def describe_os_error(e: BaseException) -> str:
+    """One line for an OSError (the path(s) and the system's reason) or a MemoryError."""
+    if isinstance(e, MemoryError):
+        return f"out of memory{': ' + str(e) if str(e) else ''} (use a smaller model, batch or input)"
+    reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+    paths = [p for p in (getattr(e, "filename", None), getattr(e, "filename2", None)) if p is not None]
+    where = " -> ".join(os.fsdecode(p) if isinstance(p, (bytes, os.PathLike)) else str(p) for p in paths)
+    return f"{where}: {reason}" if where else reason
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,6 +1,8 @@
 """`tokenbound compress`: parse the arguments and call ``coding.compress.compress``."""
 from __future__ import annotations
 
+from .argtypes import device
+
 HELP = "compress a model (quantization, QAT, PTQ or archive) into a CompressedModel with its message length"
 EXAMPLE = "tokenbound compress --run runs/demo --method qat:levels=11,steps=300 --out compressed/demo-qat11"
 
@@ -21,7 +23,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--eval-tokens", type=int, default=4096, metavar="N",
                         help="tokens evaluated with --eval-data (default 4096)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
+    parser.add_argument("--device", type=device, default="cpu", help="cpu | cuda (default cpu)")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 
 

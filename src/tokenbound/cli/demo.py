@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .argtypes import device, positive_float
+
 HELP = "the main job: prepare stdlib, train + compress a GPT, certify it and Markov baselines, print the table"
 EXAMPLE = "tokenbound demo --out demo_out"
 
@@ -10,11 +12,12 @@ EXAMPLE = "tokenbound demo --out demo_out"
 def add_arguments(p) -> None:
     p.add_argument("--out", type=Path, default=Path("demo_out"),
                    help="working directory; rerunning resumes (default: demo_out)")
-    p.add_argument("--minutes", type=float, default=None,
+    p.add_argument("--minutes", type=positive_float, default=None,
                    help="abort limit for training, in minutes (default: none); the demo trains a fixed number "
                         "of steps, and when the limit is spent it stops with a message and resumes on the next run")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the held-out split, the model's initialization and every sample (default 0)")
+    p.add_argument("--device", type=device, default="cpu", help="cpu | cuda: where the GPT trains and scores (default cpu)")
 
 
 def run(args) -> int:

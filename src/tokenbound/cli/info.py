@@ -16,6 +16,10 @@ def run(args) -> int:
 
     from ..data.info import format_info, store_info
 
+    if args.top < 0:
+        from ..errors import TokenboundError
+
+        raise TokenboundError(f"--top: must be >= 0, got {args.top}")
     info = store_info(args.dir, top=args.top)
     print(json.dumps(info, indent=2) if args.json else format_info(info))
     return 0

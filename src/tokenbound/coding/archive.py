@@ -152,8 +152,7 @@ def compress_archive(src: Path, out: Path, force: bool = False, codecs: tuple[st
     and compared with the source bytes, and the model is loaded from those decompressed bytes to record
     ``decoded_sha256``.
     """
-    from tqdm.auto import tqdm
-
+    from ..progress import track
     from .hashing import state_sha256
 
     src, out = Path(src), Path(out)
@@ -169,7 +168,7 @@ def compress_archive(src: Path, out: Path, force: bool = False, codecs: tuple[st
     with ThreadPoolExecutor(max_workers=max(1, min(len(codecs), os.cpu_count() or 1))) as pool:
         futures = {codec: pool.submit(CODECS[codec][0], raw) for codec in codecs}
         blobs = {codec: fut.result() for codec, fut in
-                 tqdm(futures.items(), desc=f"archive {src.name}", disable=None)}
+                 track(futures.items(), f"archive {src.name}", "codecs", total=len(futures))}
     sizes = {codec: len(blob) for codec, blob in blobs.items()}
     codec = min(codecs, key=lambda c: (sizes[c], codecs.index(c)))  # ties keep the earlier codec of the grid
     blob = blobs[codec]
@@ -218,4 +217,48 @@ def decode_compressed(path: Path, manifest: dict[str, Any], device: str = "cpu")
     return _load_from_raw(header, raw, device)
 
 
-__all__ = ["CODECS", "canonical_tar", "compress_archive", "decode_compressed", "model_state"]
+def measured_message_bits(path: Path, manifest: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    """(message bits, breakdown) measured from header.json and payload.bin themselves (docs/compression.md):
+    their exact bit lengths, the header decoded, the Elias-gamma prefix of each length recomputed; grid bits
+    log2 of the number of codecs in the recorded method spec (all of ``CODECS`` unless ``codecs=`` names some)."""
+    import json
+
+    from .compressed import message_bits_of, parse_method
+
+    path = Path(path)
+    header_bytes = read_verified(path, manifest, HEADER_FILE)
+    blob = read_verified(path, manifest, PAYLOAD_FILE)
+    try:
+        header = json.loads(header_bytes)
+        ok = header.get("format") == ARCHIVE_FORMAT and header.get("codec") in CODECS
+    except (ValueError, AttributeError) as e:
+        raise TokenboundError(f"{path / HEADER_FILE}: not an archive header ({e})") from None
+    if not ok:
+        raise TokenboundError(f"{path / HEADER_FILE}: unsupported archive header")
+    name, params = parse_method(str(manifest.get("method")))
+    codecs = str(params["codecs"]).split("+") if "codecs" in params else list(CODECS)
+    if name != "archive" or set(params) - {"codecs"} or len(set(codecs)) != len(codecs) \
+            or any(c not in CODECS for c in codecs) or header["codec"] not in codecs:
+        raise TokenboundError(f"{path / MANIFEST}: method {manifest.get('method')!r} is not an archive spec "
+                              f"that offers the codec {header['codec']!r}")
+    header_bits, payload_bits = 8 * len(header_bytes), 8 * len(blob)
+    breakdown = {"payload_bits": payload_bits, "header_bits": header_bits,
+                 "prefix_bits": elias_gamma_bits(max(header_bits, 1)) + elias_gamma_bits(max(payload_bits, 1)),
+                 "grid_bits": choice_bits(len(codecs))}
+    return message_bits_of(breakdown), breakdown
+
+
+
+def file_message_bits(path: Path) -> tuple[float, dict[str, Any]]:
+    """(message bits, breakdown) of a model file taken as its own code (docs/compression.md): its exact bit
+    length plus the Elias-gamma code of that length, which makes the set of all files prefix-free."""
+    path = Path(path)
+    if not path.is_file():
+        raise TokenboundError(f"{path}: not a regular file, so it cannot be its own message")
+    bits = 8 * path.stat().st_size
+    breakdown = {"payload_bits": bits, "header_bits": 0, "prefix_bits": elias_gamma_bits(max(bits, 1)),
+                 "grid_bits": 0.0}
+    return float(bits + breakdown["prefix_bits"]), breakdown
+
+__all__ = ["CODECS", "canonical_tar", "compress_archive", "decode_compressed", "file_message_bits",
+           "measured_message_bits", "model_state"]

@@ -16,12 +16,13 @@ then the state hash) before this returns, so a reported message length always ha
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import MANIFEST, read_json, read_manifest, sha256_dir, sha256_file
+from ..artifacts import path_record, read_json, read_manifest, sha256_dir, sha256_file
 from ..errors import TokenboundError
 from .compressed import decode_state, parse_method
 
@@ -30,6 +31,19 @@ QUANT_KEYS = {"levels", "scope", "codebook", "clip", "iters", "stream", "grid"}
 QAT_KEYS = QUANT_KEYS - {"grid"} | {"steps", "lr", "codebook_lr", "batch", "optimizer", "momentum"}
 EVAL_TOKENS = 4096
 GRID_EVAL_BATCHES = 8
+
+
+METHOD_EXAMPLES = {"quant": "quant:levels=11", "qat": "qat:levels=11,steps=300",
+                   "ptq": "ptq:bits=2,group=64,algo=gptq", "archive": "archive"}
+
+
+def check_method_name(method_spec: str) -> None:
+    """A one-line error listing the valid methods when the spec does not start with one (before its parameters
+    are parsed, so `zip:9` is called an unknown method, not a malformed parameter list)."""
+    name = str(method_spec).partition(":")[0].strip()
+    if name and name not in METHOD_EXAMPLES:
+        raise TokenboundError(f"--method {method_spec}: unknown method {name!r}; valid methods: "
+                              + ", ".join(METHOD_EXAMPLES.values()) + " (docs/compression.md)")
 
 
 def compress(source_type: str, source_path: str | Path, method_spec: str, out: str | Path,
@@ -47,6 +61,13 @@ def compress(source_type: str, source_path: str | Path, method_spec: str, out: s
     src = Path(source_path)
     if not src.exists():
         raise TokenboundError(f"{flag} {src}: no such file or directory")
+    check_method_name(method_spec)
+    if eval_data is not None:
+        heldout_store(Path(eval_data))  # a bad --eval-data is refused before any work
+    if source_type == "hf" and src.is_dir() and (src / "config.json").exists():
+        from ..models.hf import check_safetensors_weights
+
+        check_safetensors_weights(src)  # before any copy, so the message names the user's directory
     name, params = parse_method(method_spec)
     out = Path(out)
     if out.exists() and not force:
@@ -62,8 +83,11 @@ def compress(source_type: str, source_path: str | Path, method_spec: str, out: s
         if source_type == "run":
             raise TokenboundError(f"--method {method_spec}: ptq is for pretrained models (--hf/--gguf); "
                                   f"use quant:/qat: for a Run")
+        from ..data.store import TokenStore
         from .ptq import compress_pretrained
 
+        if data is not None:
+            TokenStore.open(Path(data), check=True)  # hash and id range before calibrating on it
         compress_pretrained(src, out, params, None if data is None else Path(data), force, seed, device=device)
     elif name == "archive":
         if params:
@@ -77,7 +101,11 @@ def compress(source_type: str, source_path: str | Path, method_spec: str, out: s
     summary = summarize(manifest, out)
     summary["seconds"] = round(time.time() - started, 2)
     if eval_data is not None:
-        summary["eval"] = evaluate_before_after(src, out, Path(eval_data), eval_tokens, device)
+        try:
+            summary["eval"] = evaluate_before_after(src, out, Path(eval_data), eval_tokens, device)
+        except BaseException:  # the command fails: leave no CompressedModel that looks like its result
+            shutil.rmtree(out, ignore_errors=True)
+            raise
     return summary
 
 
@@ -151,9 +179,10 @@ def compress_run(run: Path, out: Path, name: str, params: dict[str, Any], spec: 
     original = {n: t.clone() for n, t in coded_state_dict(module).items()}
     extra: dict[str, Any] = {}
     grid_bits = 0.0
+    store = open_training_store(run, data) if data is not None else None  # checked before any work
     if grid is not None:
         # Two-part code length of the training set, m * (bits/token) + message bits, estimated on fixed batches.
-        store = open_training_store(run, data)
+        store = store or open_training_store(run, data)
         eval_seed = derive_seed(seed, "compress-grid")
         scores = {}
         for k in grid:
@@ -172,7 +201,7 @@ def compress_run(run: Path, out: Path, name: str, params: dict[str, Any], spec: 
                          "m": store.num_tokens, "eval_seed": eval_seed, "scores": {str(k): v for k, v in scores.items()}}
         load_coded_state_dict(module, original)
     if qat is not None:
-        store = open_training_store(run, data)
+        store = store or open_training_store(run, data)
         qat = dataclasses.replace(qat, seed=derive_seed(seed, "qat"))
         eval_seed = derive_seed(seed, "qat-eval")
         plain = quantize_state(original, quant)
@@ -184,7 +213,7 @@ def compress_run(run: Path, out: Path, name: str, params: dict[str, Any], spec: 
         after = mean_loss_bits(module, store, cfg.block_size, cfg.context, num_batches=GRID_EVAL_BATCHES,
                                batch_size=16, seed=eval_seed)
         extra["qat_log"] = {**log, "train_bits_per_token_plain_quant": before, "train_bits_per_token_qat": after,
-                            "eval_seed": eval_seed, "data": str(store.path)}
+                            "eval_seed": eval_seed, "data": path_record(store.path, out)}
     else:
         q = quantize_state(original, quant)
     body, breakdown = encode_message(q, cfg.to_dict())
@@ -196,13 +225,20 @@ def compress_run(run: Path, out: Path, name: str, params: dict[str, Any], spec: 
     return write_compressed(
         out, method=spec, decoder="quant", source=source_record("run", run), files={PAYLOAD: body},
         breakdown=breakdown, decoded_sha256=state_sha256(state), force=force,
+        training_stores=training_stores_record(run, out, store),
         num_coded_params=q.num_symbols, frozen_params=counts["frozen"], quant=quant.to_dict(),
         relative_error=q.stats["relative_error"], seed=seed, model_config=cfg.to_dict(), **extra)
 
 
 # -- data --------------------------------------------------------------------------------------------------
 def run_data_store(run: Path) -> Path | None:
-    """The TokenStore a Run was trained on, as recorded in its manifest or config (None if not recorded)."""
+    """The TokenStore a Run was trained on, as recorded in its manifest or config (None if not recorded).
+
+    The recorded path is relative to the run (``artifacts.path_record``; older runs: to the directory the
+    training command ran in); its absolute hint is used only if the store there has the recorded sha256.
+    """
+    from ..artifacts import resolve_recorded_path
+
     man = read_manifest(run)
     candidates: list[Any] = [man.get("data"), man.get("data_path"), man.get("store")]
     cfg_path = run / "config.json"
@@ -211,10 +247,13 @@ def run_data_store(run: Path) -> Path | None:
         candidates += [cfg.get("data"), (cfg.get("train") or {}).get("data") if isinstance(cfg.get("train"), dict)
                        else None]
     for c in candidates:
-        if isinstance(c, dict):
-            c = c.get("path")
-        if isinstance(c, str) and (Path(c) / MANIFEST).exists():
-            return Path(c)
+        if not isinstance(c, (dict, str)):
+            continue
+        try:
+            return resolve_recorded_path(c, run, "data", sha256=c.get("sha256") if isinstance(c, dict) else None,
+                                         identify=lambda p: read_manifest(p).get("sha256"))
+        except TokenboundError:
+            continue
     return None
 
 
@@ -222,12 +261,36 @@ def open_training_store(run: Path, data: str | Path | None):
     """``--data`` if given, else the run's recorded training store; one-line error if neither is available."""
     from ..data.store import TokenStore
 
+    vocab = _run_vocab_size(run)
     if data is not None:
-        return TokenStore.open(Path(data))
+        return TokenStore.open(Path(data), check=True).check("--data", vocab_size=vocab)
     recorded = run_data_store(run)
     if recorded is None:
         raise TokenboundError(f"--data: needed (the run {run} does not record a training store that exists here)")
-    return TokenStore.open(recorded)
+    return TokenStore.open(recorded, check=True).check("--data", vocab_size=vocab)
+
+
+def _run_vocab_size(run: Path) -> int | None:
+    """The vocabulary of a Run's model, from its config.json (None if not recorded)."""
+    cfg_path = Path(run) / "config.json"
+    model = read_json(cfg_path, "config.json").get("model") if cfg_path.exists() else None
+    return int(model["vocab_size"]) if isinstance(model, dict) and "vocab_size" in model else None
+
+
+def training_stores_record(run: Path, out: Path, used: Any = None) -> list[dict[str, Any]]:
+    """The stores a model compressed from `run` into `out` has seen: the run's training store (its recorded
+    sha256) and the store `used` by the compressor itself (level grid, QAT), for held-out checks
+    (docs/theory.md §10). Paths are recorded relative to `out` (artifacts.path_record)."""
+    stores: list[dict[str, Any]] = []
+    data = read_manifest(run).get("data")
+    if isinstance(data, dict) and data.get("sha256"):
+        located = run_data_store(run)
+        stores.append({"role": "training", "sha256": data["sha256"],
+                       **({} if located is None else path_record(located, out))})
+    if used is not None and all(e["sha256"] != used.sha256 for e in stores):
+        stores.append({"role": "compression (level grid / QAT)", "sha256": used.sha256,
+                       **path_record(used.path, out)})
+    return stores
 
 
 def heldout_store(path: Path):
@@ -235,7 +298,7 @@ def heldout_store(path: Path):
     from ..data.store import TokenStore
 
     store = TokenStore.open(path)
-    return store.val or store
+    return (store.val or store).check("--eval-data")
 
 
 def bits_per_token(model, store, num_tokens: int, seed: int = 0) -> dict[str, Any]:

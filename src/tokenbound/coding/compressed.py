@@ -23,8 +23,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import (KIND_COMPRESSED, MANIFEST, atomic_output_dir, make_manifest, read_manifest,
-                         sha256_bytes, sha256_file, write_bytes, write_json)
+from ..artifacts import (KIND_COMPRESSED, MANIFEST, atomic_output_dir, file_inside, make_manifest, path_record,
+                         read_manifest, sha256_bytes, sha256_file, write_bytes, write_json)
 from ..errors import TokenboundError
 
 # decoder key -> "module:function" with signature (path: Path, manifest: dict, device: str)
@@ -33,6 +33,13 @@ DECODERS = {
     "quant": "tokenbound.coding.quantize:decode_compressed",
     "ptq": "tokenbound.coding.ptq:decode_compressed",
     "archive": "tokenbound.coding.archive:decode_compressed",
+}
+# decoder key -> "module:function" with signature (path: Path, manifest: dict) -> (message bits, breakdown),
+#   measured from that format's bitstream files alone (see ``measured_message_bits``)
+MEASURERS = {
+    "quant": "tokenbound.coding.quantize:measured_message_bits",
+    "ptq": "tokenbound.coding.ptq:measured_message_bits",
+    "archive": "tokenbound.coding.archive:measured_message_bits",
 }
 
 SOURCE_TYPES = ("run", "hf", "gguf")
@@ -143,6 +150,8 @@ def write_compressed(out: Path, *, method: str, decoder: str, source: dict[str, 
     if n_coded and "bits_per_coded_param" not in extra:
         extra["bits_per_coded_param"] = total / float(n_coded)
     hashes = {name: sha256_bytes(bytes(data)) for name, data in files.items()}
+    if isinstance(source["path"], str) and source.get("relative_to") is None:  # relative to `out` (artifacts.py)
+        source = {**source, **path_record(source["path"], out)}
     manifest = make_manifest(KIND_COMPRESSED, method=method, decoder=decoder, source=dict(source),
                              message_bits=total, message_breakdown=breakdown, decoded_sha256=decoded_sha256,
                              files=hashes, **extra)
@@ -178,7 +187,7 @@ def verify_files(path: Path, manifest: dict[str, Any]) -> None:
     path = Path(path)
     for name, digest in manifest["files"].items():
         f = path / name
-        if not _FILE_RE.match(name) or not f.is_file():
+        if not _FILE_RE.match(name) or not file_inside(path, name, f"{path / MANIFEST}: files").is_file():
             raise TokenboundError(f"{f}: bitstream file missing")
         if sha256_file(f) != digest:
             raise TokenboundError(f"{f}: sha256 does not match the manifest (corrupted bitstream)")
@@ -189,6 +198,7 @@ def read_verified(path: Path, manifest: dict[str, Any], name: str) -> bytes:
     f = Path(path) / name
     if name not in manifest["files"]:
         raise TokenboundError(f"{Path(path) / MANIFEST}: does not list {name}")
+    file_inside(path, name, f"{Path(path) / MANIFEST}: files")  # only a regular file inside the model's folder
     try:
         data = f.read_bytes()
     except FileNotFoundError:
@@ -196,6 +206,37 @@ def read_verified(path: Path, manifest: dict[str, Any], name: str) -> bytes:
     if sha256_bytes(data) != manifest["files"][name]:
         raise TokenboundError(f"{f}: sha256 does not match the manifest (corrupted bitstream)")
     return data
+
+
+def _agrees(recorded: Any, measured: float) -> bool:
+    try:
+        return abs(float(recorded) - float(measured)) <= _SUM_TOL * max(1.0, abs(float(measured)))
+    except (TypeError, ValueError):
+        return False
+
+
+def measured_message_bits(path: Path) -> tuple[float, dict[str, Any]]:
+    """(message bits, breakdown) of a CompressedModel, measured from its bitstream files (docs/compression.md).
+
+    The format's own measurer (``MEASURERS``) reads the files the decoder reads and recomputes every part of the
+    length from them; the manifest's ``message_bits`` and each part of its ``message_breakdown`` must agree, or
+    a one-line TokenboundError names the manifest, the part and the file(s) measured. This, never the manifest's
+    number, is the length a certificate charges (``tokenbound bound``) and re-checks (``tokenbound verify``).
+    """
+    path = Path(path)
+    manifest = read_compressed_manifest(path)
+    module, func = MEASURERS[manifest["decoder"]].split(":")
+    bits, breakdown = getattr(importlib.import_module(module), func)(path, manifest)
+    files = ", ".join(sorted(manifest["files"]))
+    recorded = manifest["message_breakdown"]
+    if not _agrees(manifest["message_bits"], bits):
+        raise TokenboundError(f"{path / MANIFEST}: message_bits {manifest['message_bits']!r} disagrees with the "
+                              f"{bits:g} bits measured from {files}")
+    for key in BREAKDOWN_PARTS:
+        if not _agrees(recorded.get(key), breakdown[key]):
+            raise TokenboundError(f"{path / MANIFEST}: message_breakdown.{key} {recorded.get(key)!r} disagrees "
+                                  f"with the {breakdown[key]:g} bits measured from {files}")
+    return float(bits), dict(breakdown)
 
 
 def decode_state(path: Path, device: str = "cpu") -> tuple[Any, dict[str, Any], dict[str, Any]]:

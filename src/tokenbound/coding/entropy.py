@@ -38,8 +38,12 @@ FORMAT_VERSION = 1           # with CRC32
 FORMAT_VERSION_NO_CRC = 2    # without (embedded streams)
 # constriction's default coders quantize probabilities to 24 bits; keep the alphabet well inside that.
 MAX_DISTINCT_SYMBOLS = 1 << 20
-# symbols per encode/decode call: bounds the int32 temporaries without slowing the coder down
+# symbols per counting pass when the alphabet itself is too large for BLOCK to pay (bounds the intp copy)
 CHUNK = 1 << 24
+# symbols per counting / remapping / coder call: small enough that each temporary (int32 indices, bincount's
+# intp copy) stays in the CPU cache, which makes those passes ~4x cheaper than over CHUNK symbols; the ANS
+# coder is a stack, so the bytes do not depend on how the stream is split into calls.
+BLOCK = 1 << 16
 _WHAT = "entropy-coded stream"
 
 
@@ -141,8 +145,9 @@ def _present_counts(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(sorted distinct symbols present, their counts)."""
     if k <= max(1 << 24, 4 * s.size):
         counts = np.zeros(k, dtype=np.int64)
-        for start in range(0, s.size, CHUNK):  # chunked: bincount would copy the whole array to intp
-            counts += np.bincount(s[start:start + CHUNK], minlength=k)
+        step = BLOCK if k <= BLOCK else CHUNK  # in-cache blocks, unless the bins themselves are large
+        for start in range(0, s.size, step):  # chunked: bincount would copy the whole array to intp
+            counts += np.bincount(s[start:start + step], minlength=k)
         present = np.flatnonzero(counts)
         return present.astype(np.int64), counts[present].astype(np.int64)
     present, counts = np.unique(s, return_counts=True)
@@ -188,9 +193,9 @@ def encode_symbols(symbols: np.ndarray, alphabet_size: int | None = None, *, che
             remap[present] = np.arange(r, dtype=np.int32)
         model = _categorical(counts)
         coder = constriction.stream.stack.AnsCoder()
-        # ANS is a stack: push the chunks last-first so that decoding pops them in stream order.
-        for start in reversed(range(0, s.size, CHUNK)):
-            chunk = s[start:start + CHUNK]
+        # ANS is a stack: push the blocks last-first so that decoding pops them in stream order.
+        for start in reversed(range(0, s.size, BLOCK)):
+            chunk = s[start:start + BLOCK]
             if int(present[-1]) == r - 1:  # every symbol of [0, r) present: the symbols are their own indices
                 compact = chunk.astype(np.int32)
             elif remap is not None:
@@ -249,16 +254,21 @@ def _decode_symbols(data: bytes, offset: int) -> tuple[np.ndarray, int, bool]:
     coder = constriction.stream.stack.AnsCoder(words)
     model = _categorical(counts)
     try:
-        out = np.empty(n, dtype=np.int64)
+        out = _output_array(n)
     except (MemoryError, ValueError):
         raise TokenboundError(f"{_WHAT}: header claims {n} symbols (corrupted?)") from None
     decoded_counts = np.zeros(r, dtype=np.int64)
     identity = int(present[-1]) == r - 1  # every symbol of [0, K) present: no remapping needed
     try:
-        for pos in range(0, n, CHUNK):
-            compact = coder.decode(model, min(CHUNK, n - pos))
-            decoded_counts += np.bincount(compact, minlength=r)
-            out[pos:pos + compact.size] = compact if identity else present[compact]
+        for pos in range(0, n, BLOCK):  # in-cache blocks: the copy and the count cost ~1 ns a symbol
+            compact = coder.decode(model, min(BLOCK, n - pos))
+            block = out[pos:pos + compact.size]
+            if identity:
+                block[...] = compact
+                decoded_counts += np.bincount(block, minlength=r)  # int64 already: no intp copy
+            else:
+                np.take(present, compact, out=block)
+                decoded_counts += np.bincount(compact, minlength=r)
     except Exception as e:  # constriction raises on exhausted/invalid data
         raise TokenboundError(f"{_WHAT}: payload does not decode ({e})") from None
     # Belt and braces behind the CRC: the decoded stream must reproduce the header's counts exactly.
@@ -267,12 +277,58 @@ def _decode_symbols(data: bytes, offset: int) -> tuple[np.ndarray, int, bool]:
     return out, end + crc_len, checked
 
 
+def _output_array(n: int) -> np.ndarray:
+    """np.empty(n, int64), without numpy's transparent-huge-page hint for large arrays.
+
+    The output is written once, in order, so huge pages save little; but where the kernel compacts memory
+    synchronously for madvised regions (THP defrag "madvise", the Linux default) the hint can make the first
+    touch of a large array several times slower (800 MB: 1.9 s against 0.5 s of CPU, measured on the machine of
+    docs/compression.md's benchmark). The setting is numpy's, read when the array is allocated; it is restored.
+    """
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray
+
+    get, set_ = (getattr(multiarray, "_get_madvise_hugepage", None),
+                 getattr(multiarray, "_set_madvise_hugepage", None))
+    if get is None or set_ is None or 8 * n < (1 << 22):
+        return np.empty(n, dtype=np.int64)
+    previous = set_(False)
+    try:
+        return np.empty(n, dtype=np.int64)
+    finally:
+        set_(previous)
+
+
 def decode_symbols(data: bytes) -> np.ndarray:
     """Exact inverse of ``encode_symbols`` (int64 array); any corruption raises TokenboundError."""
     out, end = decode_symbols_from(data, 0)
     if end != len(data):
         raise TokenboundError(f"{_WHAT}: {len(data) - end} trailing bytes after the stream")
     return out
+
+
+def symbol_stream_extent(data: bytes, offset: int = 0) -> tuple[int, int]:
+    """(offset just after the symbol stream at `offset`, bytes of its ANS words), read from its header alone.
+
+    Measures a stream without decoding its payload: everything but the words (version byte, K, n, the counts,
+    the word count, the CRC32) is the stream's header. Truncation or an inconsistent header is a TokenboundError.
+    """
+    if offset >= len(data):
+        raise TokenboundError(f"{_WHAT}: truncated (no data at byte {offset})")
+    version = data[offset]
+    if version not in (FORMAT_VERSION, FORMAT_VERSION_NO_CRC):
+        raise TokenboundError(f"{_WHAT}: unknown format version {version} at byte {offset} (corrupted?)")
+    (k, n, r), off = varint_decode(data, offset + 1, 3)
+    if int(r) > min(int(k), int(n), MAX_DISTINCT_SYMBOLS) or 2 * int(r) > len(data) - off:
+        raise TokenboundError(f"{_WHAT}: inconsistent header at byte {offset} (corrupted?)")
+    _pairs, off = varint_decode(data, off, 2 * int(r))
+    nwords, off = _read_varint(data, off)
+    end = off + 4 * nwords + (4 if version == FORMAT_VERSION else 0)
+    if end > len(data):
+        raise TokenboundError(f"{_WHAT}: truncated (stream at byte {offset} needs {end - offset} bytes)")
+    return end, 4 * nwords
 
 
 # -- unbounded non-negative integers -------------------------------------------------------------------------

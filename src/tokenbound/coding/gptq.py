@@ -179,7 +179,7 @@ def collect_hessians(forward: Callable[[torch.Tensor], Any], targets: dict[str, 
 
     Gathered with forward hooks in one pass of the unquantized model (not GPTQ's sequential variant, which
     re-feeds already-quantized layers); running means in float32 as in the reference implementation."""
-    from tqdm.auto import tqdm
+    from ..progress import track
 
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
@@ -197,7 +197,7 @@ def collect_hessians(forward: Callable[[torch.Tensor], Any], targets: dict[str, 
 
     handles = [m.register_forward_hook(hook_for(n)) for n, m in targets.items()]
     try:
-        for row in tqdm(windows, desc="calibration", disable=None):
+        for row in track(windows, "calibration", "windows"):
             forward(torch.from_numpy(np.asarray(row, dtype=np.int64))[None])
     finally:
         for h in handles:

@@ -153,14 +153,14 @@ def _fp16_bytes(t: torch.Tensor) -> bytes:
 def encode_model(module: torch.nn.Module, p: dict[str, Any], hessians: dict[str, np.ndarray], seed: int
                  ) -> tuple[bytes, bytes, bytes, dict[str, Any]]:
     """(header bytes, side bytes, payload bytes, stats) for the module under parameters `p`."""
-    from tqdm.auto import tqdm
+    from ..progress import track
 
     targets = quant_targets(module, bool(p["embed"]))
     ties = _tied_names(module)
     entries, side, payload = [], bytearray(), bytearray()
     stats: dict[str, Any] = {"quantized_params": 0, "fp16_params": 0, "tensors": {}, "quantized_names": []}
     state = {k: v for k, v in module.state_dict().items() if k not in ties}
-    for name in tqdm(sorted(state), desc="ptq encode", disable=None):
+    for name in track(sorted(state), "ptq encode", "tensors"):
         t = state[name]
         entry: dict[str, Any] = {"name": name, "shape": list(t.shape), "dtype": str(t.dtype).replace("torch.", "")}
         if name in targets and p["bits"] != 16:
@@ -280,6 +280,35 @@ def decode_compressed(path: Path, manifest: dict[str, Any], device: str = "cpu")
     return decode_message(*parts, device=device, where=str(path))
 
 
+def measured_message_bits(path: Path, manifest: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    """(message bits, breakdown) measured from the three files themselves (docs/compression.md): their exact
+    lengths (header.json and side.bin are header, payload.bin payload), the header decoded and its section
+    lengths checked against the files, one Elias-gamma prefix per length recomputed; grid bits from the
+    ``grid`` of the recorded method spec."""
+    from .compressed import message_bits_of, parse_method
+
+    path = Path(path)
+    header_bytes, side, payload = (read_verified(path, manifest, f) for f in (HEADER_FILE, SIDE_FILE, PAYLOAD_FILE))
+    try:
+        header = json.loads(header_bytes)
+        entries = header["tensors"]
+        if header["format"] != PTQ_FORMAT:
+            raise ValueError(f"format {header['format']!r}")
+        pay_len, side_len = sum(int(e["payload"]) for e in entries), sum(int(e["side"]) for e in entries)
+    except (ValueError, KeyError, TypeError) as e:
+        raise TokenboundError(f"{path / HEADER_FILE}: not a PTQ header ({e})") from None
+    if pay_len != len(payload) or side_len != len(side):
+        raise TokenboundError(f"{path / HEADER_FILE}: section lengths do not match {SIDE_FILE}/{PAYLOAD_FILE} sizes")
+    name, params = parse_method(str(manifest.get("method")))
+    if name != "ptq":
+        raise TokenboundError(f"{path / 'manifest.json'}: method {manifest.get('method')!r} is not a ptq spec")
+    hb, sb, pb = 8 * len(header_bytes), 8 * len(side), 8 * len(payload)
+    breakdown = {"payload_bits": pb, "header_bits": hb + sb,
+                 "prefix_bits": sum(elias_gamma_bits(max(b, 1)) for b in (hb, sb, pb)),
+                 "grid_bits": choice_bits(ptq_params(params)["grid"])}
+    return message_bits_of(breakdown), breakdown
+
+
 # -- data: calibration and held-out evaluation -------------------------------------------------------------------
 def open_calibration_store(data: Path, model_vocab: int) -> Any:
     """The TokenStore `data`, checked to be in the model's vocabulary (ids < the model's output size)."""
@@ -314,11 +343,11 @@ def _segments(model: Any, ids: torch.Tensor, eot: int) -> torch.Tensor | None:
 
 def heldout_bits_per_token(model: Any, store: Any, windows: int, ctx: int, seed: int) -> dict[str, Any]:
     """Mean −log2 p of every token after the first in `windows` seeded windows of `store` (doc masking)."""
-    from tqdm.auto import tqdm
+    from ..progress import track
 
     ids_all = sample_windows(store, windows, ctx, seed, "ptq/heldout", model.max_context)
     total_bits, count = 0.0, 0
-    for row in tqdm(ids_all, desc="held-out bits/token", disable=None):
+    for row in track(ids_all, "held-out bits/token", "windows"):
         ids = torch.from_numpy(row)[None]
         lp = model.log_probs(ids, _segments(model, ids, store.eot))
         nats = -lp[0, :-1].double().gather(-1, ids[0, 1:, None].to(lp.device)).sum().item()

@@ -90,9 +90,8 @@ def quantization_aware_training(module: torch.nn.Module, store, block_size: int,
 
     On return the module's coded parameters hold the dequantized values (what the decoder will rebuild).
     """
-    from tqdm import tqdm
-
     from ..models.gpt import coded_state_dict
+    from ..progress import Progress
     from ..train.batches import random_batches, model_loss
 
     params = {n: p for n, p in module.named_parameters() if p.requires_grad}
@@ -112,8 +111,8 @@ def quantization_aware_training(module: torch.nn.Module, store, block_size: int,
     batches = random_batches(store, block_size, qat.batch_size, qat.seed, context, device)
     losses: list[float] = []
     module.train()
-    bar = tqdm(range(qat.steps), desc="qat", disable=None if progress else True, leave=False)
-    for _ in bar:
+    bar = Progress(qat.steps, "qat", "steps", enabled=progress, leave=False)
+    for _ in range(qat.steps):
         indices = {}
         with torch.no_grad():
             for n, p in params.items():
@@ -142,6 +141,7 @@ def quantization_aware_training(module: torch.nn.Module, store, block_size: int,
                 cb[zero_level[g]] = 0.0   # Adam's update is zero for a zero gradient, but keep it exact
         losses.append(float(loss.detach()) / math.log(2))
         bar.set_postfix(loss_bits=f"{losses[-1]:.3f}")
+        bar.update(1)
     bar.close()
     module.eval()
     final_codebooks = {g: cb.detach().cpu().numpy().astype(np.float64) for g, cb in codebooks.items()}

@@ -29,7 +29,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..artifacts import dumps_canonical
-from ..bounds.prefix import elias_gamma_bits
+from ..bounds.prefix import choice_bits, elias_gamma_bits
 from ..errors import TokenboundError
 from . import entropy
 
@@ -348,3 +348,39 @@ def decode_compressed(path: Path, manifest: dict, device: str = "cpu"):
     module.to(device)
     module.eval()
     return GPTLanguageModel(module, config), state
+
+
+def measured_message_bits(path: Path, manifest: Mapping[str, Any]) -> tuple[float, dict[str, Any]]:
+    """(message bits, breakdown) measured from ``payload.bin`` itself (docs/compression.md): its exact byte length,
+    the header decoded, every stream walked to its end (the ANS words are payload, the rest header), the
+    Elias-gamma code of the byte length recomputed; grid bits from the grid in the recorded method spec."""
+    from .compress import parse_quant_params
+    from .compressed import parse_method, read_verified
+
+    path = Path(path)
+    where = str(path / PAYLOAD)
+    body = read_verified(path, dict(manifest), PAYLOAD)
+    try:
+        hlen, off = _one_varint(body, 0)
+        header = json.loads(zlib.decompress(body[off:off + hlen]).decode())
+        off += hlen
+        n_streams = 1 if header["quant"]["stream"] == "joint" else len(header["tensors"])
+    except (zlib.error, UnicodeDecodeError, ValueError, IndexError, KeyError, TypeError) as e:
+        raise TokenboundError(f"{where}: corrupted header ({e})") from None
+    if header.get("format") != FORMAT:
+        raise TokenboundError(f"{where}: unknown format {header.get('format')!r}, expected {FORMAT}")
+    word_bytes = 0
+    for _ in range(n_streams):
+        off, words = entropy.symbol_stream_extent(body, off)
+        word_bytes += words
+    if off != len(body):
+        raise TokenboundError(f"{where}: {len(body) - off} trailing bytes after the last stream")
+    spec = str(manifest.get("method"))
+    name, params = parse_method(spec)
+    if name not in ("quant", "qat"):
+        raise TokenboundError(f"{path / 'manifest.json'}: method {spec!r} is not a quant/qat spec")
+    _quant, _qat, grid = parse_quant_params(name, params, spec, 0)
+    breakdown = {"payload_bits": 8 * word_bytes, "header_bits": 8 * (len(body) - word_bytes),
+                 "prefix_bits": elias_gamma_bits(len(body)),
+                 "grid_bits": 0.0 if grid is None else choice_bits(len(grid))}
+    return float(message_bits(breakdown)), breakdown

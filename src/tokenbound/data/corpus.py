@@ -35,6 +35,22 @@ TOKENS_CHUNK = 1 << 22  # ids scanned per step of a tokens: corpus (bounded memo
 STREAM_FILE_BYTES = 1 << 25  # files larger than this are streamed, not read whole
 STREAM_BLOCK_BYTES = 1 << 24
 
+# A directory corpus is read as a source tree is found (docs/data.md): version-control and cache folders are not
+# documents. Hidden folders (.git, .hg, .svn, .mypy_cache, .pytest_cache, .tox, .venv) are skipped by their dot;
+# these have none. A folder holding pyvenv.cfg is a virtual environment and is skipped too.
+SKIPPED_DIRS = frozenset({"__pycache__", "node_modules", "__MACOSX", "CVS", "_darcs"})
+# Files that are not text: skipped (and counted) without being read. Any other file whose first BINARY_PROBE_BYTES
+# hold a NUL byte is skipped as binary too; a file that looks like text but does not decode stays an error.
+BINARY_SUFFIXES = frozenset({
+    ".pyc", ".pyo", ".pyd", ".so", ".o", ".a", ".obj", ".lib", ".dll", ".dylib", ".exe", ".class", ".jar", ".wasm",
+    ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".ico", ".tif", ".tiff", ".webp", ".pdf", ".psd",
+    ".zip", ".gz", ".tgz", ".bz2", ".xz", ".zst", ".7z", ".rar", ".tar", ".whl", ".egg",
+    ".npy", ".npz", ".pt", ".pth", ".ckpt", ".safetensors", ".pkl", ".pickle", ".parquet", ".h5", ".onnx",
+    ".gguf", ".sqlite", ".sqlite3", ".db", ".woff", ".woff2", ".ttf", ".otf", ".eot",
+    ".mp3", ".mp4", ".wav", ".flac", ".ogg", ".avi", ".mov", ".mkv"})
+BINARY_PROBE_BYTES = 8192
+SKIPPED_EXAMPLES = 10  # how many skipped paths the manifest lists (all are counted)
+
 
 class DocumentProblem(Exception):
     """A streamed document turned out unreadable part-way; the message names the file."""
@@ -84,10 +100,15 @@ def _text_document(identity: str, data: bytes, where: str) -> Document:
 
 class TextFilesCorpus(Corpus):
     """A text file (one document) or the files of a directory matching `glob` (one document each,
-    sorted by relative path). Hidden files and directories are ignored."""
+    sorted by relative path). In a directory, hidden files and directories, version-control and cache folders
+    (SKIPPED_DIRS, virtual environments) and binary files (BINARY_SUFFIXES, or a NUL byte in the first block)
+    are skipped and counted in `describe()`."""
 
-    def __init__(self, spec: str, root: Path, files: list[Path], description: dict):
+    def __init__(self, spec: str, root: Path, files: list[Path], description: dict,
+                 skipped_dirs: list[str] | None = None, binary: dict[str, str] | None = None):
         self.spec, self.root, self.files, self._description = spec, root, files, description
+        self._skipped_dirs = skipped_dirs  # None: a single file, nothing is skipped
+        self._binary = binary if binary is not None else {}  # relative path -> why it is not text
         self._total = sum(f.stat().st_size for f in files)
 
     @classmethod
@@ -97,25 +118,36 @@ class TextFilesCorpus(Corpus):
                 raise TokenboundError(f"--glob: only applies to a directory corpus, {path} is a file")
             return cls(spec, path.parent, [path], {"spec": spec, "kind": "text_file"})
         pattern = glob or "**/*"
-        files = _matching_files(path, pattern)
+        skipped_dirs: list[str] = []
+        files = _matching_files(path, pattern, skipped_dirs)
         if exclude is not None:  # e.g. the output store of an earlier run inside the corpus directory
             exclude = exclude.resolve()
             files = [f for f in files if exclude not in f.resolve().parents]
+        binary = {f.relative_to(path).as_posix(): f"suffix {f.suffix.lower()}" for f in files
+                  if f.suffix.lower() in BINARY_SUFFIXES}
+        files = [f for f in files if f.relative_to(path).as_posix() not in binary]
         if not files:
-            raise TokenboundError(f"--corpus {spec}: no files match --glob {pattern!r}")
-        return cls(spec, path, files, {"spec": spec, "kind": "text_directory", "glob": pattern})
+            skipped = f" (skipped {len(binary)} binary files)" if binary else ""
+            raise TokenboundError(f"--corpus {spec}: no files match --glob {pattern!r}{skipped}")
+        return cls(spec, path, files, {"spec": spec, "kind": "text_directory", "glob": pattern},
+                   skipped_dirs=skipped_dirs, binary=binary)
 
     @classmethod
     def stdlib(cls, spec: str, include_tests: bool, glob: str | None) -> "TextFilesCorpus":
         root = Path(sysconfig.get_paths()["stdlib"])
         pattern = glob or "**/*.py"
-        files = [f for f in _matching_files(root, pattern)
+        skipped_dirs: list[str] = []
+        files = [f for f in _matching_files(root, pattern, skipped_dirs)
                  if not INSTALLED_PACKAGE_DIRS & set(f.relative_to(root).parts)
                  and (include_tests or not STDLIB_TEST_DIRS & set(f.relative_to(root).parts[:-1]))]
+        binary = {f.relative_to(root).as_posix(): f"suffix {f.suffix.lower()}" for f in files
+                  if f.suffix.lower() in BINARY_SUFFIXES}
+        files = [f for f in files if f.relative_to(root).as_posix() not in binary]
         if not files:
             raise TokenboundError(f"--corpus {spec}: no standard-library files match --glob {pattern!r} in {root}")
         return cls(spec, root, files, {"spec": spec, "kind": "stdlib", "root": str(root), "glob": pattern,
-                                       "include_tests": include_tests, "python": platform.python_version()})
+                                       "include_tests": include_tests, "python": platform.python_version()},
+                   skipped_dirs=skipped_dirs, binary=binary)
 
     @property
     def progress_total(self) -> int:
@@ -127,16 +159,36 @@ class TextFilesCorpus(Corpus):
             try:
                 size = f.stat().st_size
                 if size > STREAM_FILE_BYTES:
+                    if self._skipped_dirs is not None and _probe_binary(f):
+                        self._binary[rel] = "NUL byte"
+                        continue
                     yield Document(rel, stream=functools.partial(_stream_text, f), progress=size)
                     continue
                 data = f.read_bytes()
             except OSError as e:
                 yield Document(rel, problem=f"{f}: cannot read ({e.strerror})")
                 continue
+            if self._skipped_dirs is not None and b"\0" in data[:BINARY_PROBE_BYTES]:
+                self._binary[rel] = "NUL byte"  # not text: not a document (recorded, the same on every pass)
+                continue
             yield _text_document(rel, data, str(f))
 
     def describe(self) -> dict:
-        return {**self._description, "num_files": len(self.files)}
+        d = {**self._description, "num_files": len(self.files)}
+        if self._skipped_dirs is not None:
+            # Known after a pass over documents(): files found binary by their first block are added then.
+            binary = sorted(self._binary)
+            d.update(num_files=len(self.files) - sum(1 for f in binary if self._binary[f] == "NUL byte"),
+                     skipped_binary_files=len(binary),
+                     skipped_binary_examples=[f"{f} ({self._binary[f]})" for f in binary[:SKIPPED_EXAMPLES]],
+                     skipped_directories=len(self._skipped_dirs),
+                     skipped_directory_examples=self._skipped_dirs[:SKIPPED_EXAMPLES])
+        return d
+
+
+def _probe_binary(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return b"\0" in f.read(BINARY_PROBE_BYTES)
 
 
 def _stream_text(path: Path) -> Iterator[str]:
@@ -159,12 +211,34 @@ def _stream_text(path: Path) -> Iterator[str]:
         raise DocumentProblem(f"{path}: cannot read ({e.strerror})") from None
 
 
-def _matching_files(root: Path, pattern: str) -> list[Path]:
+def _matching_files(root: Path, pattern: str, skipped_dirs: list[str] | None = None) -> list[Path]:
+    """Files under `root` matching `pattern`, sorted by relative path, without hidden files and without those
+    inside hidden, version-control, cache or virtual-environment folders; the outermost skipped folders that held
+    a matching file are appended to `skipped_dirs` (relative paths, sorted)."""
+    venv: dict[Path, bool] = {}
+
+    def is_venv(d: Path) -> bool:
+        if d not in venv:
+            venv[d] = (d / "pyvenv.cfg").is_file()
+        return venv[d]
+
+    found, skipped = [], set()
     try:
-        found = [p for p in root.glob(pattern) if p.is_file()
-                 and not any(part.startswith(".") for part in p.relative_to(root).parts)]
-    except ValueError as e:  # e.g. an absolute or malformed pattern
-        raise TokenboundError(f"--glob {pattern!r}: {e}") from None
+        for p in root.glob(pattern):
+            parts = p.relative_to(root).parts
+            if parts and parts[-1].startswith("."):
+                continue
+            cut = next((i for i, part in enumerate(parts[:-1]) if part.startswith(".") or part in SKIPPED_DIRS
+                        or is_venv(root.joinpath(*parts[:i + 1]))), None)
+            if cut is not None:
+                skipped.add("/".join(parts[:cut + 1]))
+                continue
+            if p.is_file():
+                found.append(p)
+    except (ValueError, NotImplementedError) as e:  # e.g. an absolute or malformed pattern
+        raise TokenboundError(f"--glob {pattern!r}: {e} (give a pattern relative to the corpus folder)") from None
+    if skipped_dirs is not None:
+        skipped_dirs.extend(sorted(skipped))
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
@@ -272,7 +346,8 @@ class TokensCorpus(Corpus):
         try:
             self.ids = np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError) as e:
-            raise TokenboundError(f"{path}: not a readable .npy array ({str(e).splitlines()[0]})") from None
+            why = "not in .npy format" if "pickle" in str(e) else str(e).splitlines()[0]  # numpy: "pickled"
+            raise TokenboundError(f"{path}: not a readable .npy array ({why})") from None
         if self.ids.dtype.kind not in "iu":
             raise TokenboundError(f"{path}: ids must be an integer array, got dtype {self.ids.dtype}")
         if self.ids.ndim != 1:

@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import TokenboundError
+from ..fmt import plural
 from .store import TokenStore
 
 COUNT_CHUNK = 1 << 24       # tokens counted per step (bounded memory on big stores)
@@ -14,14 +16,16 @@ DENSE_COUNT_MAX_VOCAB = 1 << 24  # above this, count with np.unique instead of a
 
 def token_counts(store: TokenStore) -> tuple[np.ndarray, np.ndarray]:
     """(ids, counts) of the tokens that occur in the stream, ids ascending."""
-    from tqdm import tqdm
+    from ..progress import track
 
     dense = store.vocab_size <= DENSE_COUNT_MAX_VOCAB
     total = np.zeros(store.vocab_size if dense else 0, dtype=np.int64)
     sparse: dict[int, int] = {}
-    for start in tqdm(range(0, store.num_tokens, COUNT_CHUNK), desc="counting", unit="chunk", disable=None,
-                      leave=False):
+    for start in track(range(0, store.num_tokens, COUNT_CHUNK), "counting", "chunks", leave=False):
         chunk = np.asarray(store.tokens[start:start + COUNT_CHUNK])
+        if chunk.size and int(chunk.max()) >= store.vocab_size:
+            raise TokenboundError(f"{store.path / 'tokens.bin'}: token id {int(chunk.max())} is outside the store's "
+                                  f"vocabulary [0, {store.vocab_size}) (the store is corrupt)")
         if dense:
             total += np.bincount(chunk, minlength=store.vocab_size)
         else:
@@ -85,5 +89,6 @@ def format_info(info: dict[str, Any]) -> str:
             lines.append(f"    {t['id']:>8}  {t['count']:>12,}  {100 * t['fraction']:6.2f}%{text}")
     val = info.get("val")
     if val is not None:
-        lines.append(f"  val/          {val['tokens']:,} tokens, {val['documents']:,} documents, sha256 {val['sha256']}")
+        lines.append(f"  val/          {plural(val['tokens'], 'token')}, {plural(val['documents'], 'document')}, "
+                     f"sha256 {val['sha256']}")
     return "\n".join(lines)

@@ -10,6 +10,10 @@ plan is recorded by name, parameters and seed, so it can be rebuilt bit for bit:
 - ``document``  n documents uniform with replacement; every position of the document is scored, in windows
                 of the ``doc`` rule laid over the document alone (per-document mean loss is the data point of
                 the document-level baseline bound).
+- ``all``       every window of the rule exactly once, in order (n = the number of windows): the scored positions
+                are all m positions, each once, so the empirical risk is exact and the certificate has no
+                subsampling term (docs/theory.md §5, "exhaustive"). With a strided rule ``doc:B/s`` one forward
+                pass scores s tokens; with a full rule every position is its own window.
 
 ``plan_rows`` turns draws into model input rows: ext[in_start:in_end] scores targets [score_from, score_to)
 (score_to == in_end + 1; target t is predicted at row offset t − 1 − in_start).
@@ -24,7 +28,7 @@ import numpy as np
 from ..errors import TokenboundError
 from .context import ContextRule
 
-SAMPLERS = ("token", "block", "document")
+SAMPLERS = ("token", "block", "document", "all")
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,10 @@ class SamplingPlan:
         return int(self.units.shape[0])
 
     def describe(self) -> dict[str, Any]:
-        unit = {"token": "position", "block": "window", "document": "document"}[self.sampler]
+        unit = {"token": "position", "block": "window", "document": "document", "all": "window"}[self.sampler]
+        if self.sampler == "all":
+            return {"sampler": self.sampler, "seed": self.seed, "n": self.n, "unit": unit,
+                    "population": self.population, "weights": "every window once", "replacement": False}
         return {"sampler": self.sampler, "seed": self.seed, "n": self.n, "unit": unit,
                 "population": self.population,
                 "weights": "scored positions per window" if self.sampler == "block" else "uniform",
@@ -82,6 +89,12 @@ def draw_plan(sampler: str, n: int, seed: int, rule: ContextRule, num_tokens: in
     if num_tokens <= 0:
         raise TokenboundError("the token store is empty: nothing to score")
     rng = np.random.default_rng(seed)
+    if sampler == "all":
+        population = rule.num_windows(0, num_tokens)
+        if int(n) != population:
+            raise TokenboundError(f"--samples: the 'all' sampler scores each of the rule's {population:,} windows "
+                                  f"once, so n must be {population:,}, got {n}")
+        return SamplingPlan(sampler, int(seed), np.arange(population, dtype=np.int64), population)
     if sampler == "token":
         units, population = rng.integers(0, num_tokens, size=n, dtype=np.int64), num_tokens
     elif sampler == "block":
@@ -106,7 +119,7 @@ def plan_rows(plan: SamplingPlan, rule: ContextRule, draws: slice | range, num_t
     if plan.sampler == "token":
         start, end = rule.contexts(units, context_offsets)
         return Rows(start, end, units.copy(), units + 1, ids)
-    if plan.sampler == "block":
+    if plan.sampler in ("block", "all"):
         w = rule.window_bounds(units, 0, num_tokens)
         return Rows(w.start, w.end, w.first_scored, w.end_scored, ids)
     docs = store_doc_offsets if store_doc_offsets is not None else context_offsets

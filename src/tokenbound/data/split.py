@@ -29,3 +29,29 @@ def held_out_score(seed: int, identity: str) -> float:
 
 def is_held_out(seed: int, identity: str, fraction: float) -> bool:
     return fraction > 0.0 and held_out_score(seed, identity) < fraction
+
+
+# -- the tokenizer split (docs/data.md) -------------------------------------------------------------------
+# A learned tokenizer (bpe:N) is fitted on documents that neither the training nor the held-out store holds.
+TOKENIZER_SPLIT_RULE = ("not held out and blake2b-64(f'{seed}:tokenizer:{identity}') / 2^64 < tokenizer_fraction; "
+                        "if no usable document qualifies, the one with the smallest such number")
+DEFAULT_TOKENIZER_FRACTION = 0.05
+TOKENIZER_FIT_MODES = ("split", "train-charged")
+
+
+def check_tokenizer_fraction(fraction: float) -> float:
+    fraction = float(fraction)
+    if not 0.0 < fraction < 1.0:  # also rejects NaN
+        raise TokenboundError(f"--tokenizer-fraction: must be in (0, 1), got {fraction}")
+    return fraction
+
+
+def tokenizer_score(seed: int, identity: str) -> float:
+    """The document's number for the tokenizer split, independent of its held-out number."""
+    return held_out_score(seed, f"tokenizer:{identity}")
+
+
+def in_tokenizer_split(seed: int, identity: str, val_fraction: float, tokenizer_fraction: float) -> bool:
+    """Whether the document goes to the tokenizer split (never when it is held out)."""
+    return tokenizer_fraction > 0.0 and not is_held_out(seed, identity, val_fraction) \
+        and tokenizer_score(seed, identity) < tokenizer_fraction

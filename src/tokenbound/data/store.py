@@ -23,6 +23,16 @@ from ..artifacts import KIND_TOKENSTORE, MANIFEST, atomic_output_dir, make_manif
 from ..errors import TokenboundError
 
 
+CHECK_CHUNK_BYTES = 1 << 24  # tokens.bin is re-hashed in blocks of this size by TokenStore.check
+
+
+def combined_sha256(tokens_sha256: str, doc_offsets_sha256: str) -> str:
+    """The store's ``sha256``: of the two files' hex digests, concatenated (what certificates cite)."""
+    import hashlib
+
+    return hashlib.sha256(tokens_sha256.encode() + doc_offsets_sha256.encode()).hexdigest()
+
+
 def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 65535 else np.dtype(np.uint32)
 
@@ -36,13 +46,25 @@ class TokenStore:
         self.vocab_size = int(manifest["vocab_size"])
         self.eot = int(manifest["eot"])
         dtype = np.dtype(manifest["dtype"])
-        self.tokens = np.memmap(self.path / "tokens.bin", dtype=dtype, mode="r") \
-            if manifest["num_tokens"] > 0 else np.zeros(0, dtype=dtype)
-        self.doc_offsets = np.load(self.path / "doc_offsets.npy", allow_pickle=False)
+        try:
+            self.tokens = np.memmap(self.path / "tokens.bin", dtype=dtype, mode="r") \
+                if manifest["num_tokens"] > 0 else np.zeros(0, dtype=dtype)
+        except (ValueError, OSError) as e:  # e.g. a size that is not a whole number of ids
+            raise TokenboundError(f"{self.path / 'tokens.bin'}: cannot be read as {dtype} ids ({e})") from None
+        try:
+            self.doc_offsets = np.load(self.path / "doc_offsets.npy", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:  # truncated, not .npy, or an object array
+            why = "not in .npy format" if "pickle" in str(e) else str(e)  # numpy calls any non-.npy file pickled
+            raise TokenboundError(f"{self.path / 'doc_offsets.npy'}: not a readable .npy array ({why})") from None
+        if self.doc_offsets.ndim != 1 or self.doc_offsets.dtype.kind not in "iu":
+            raise TokenboundError(f"{self.path / 'doc_offsets.npy'}: expected a 1-D integer array, got "
+                                  f"{self.doc_offsets.dtype} of shape {self.doc_offsets.shape}")
         self._tokenizer = None
+        self._checked = False
 
     @classmethod
-    def open(cls, path: str | Path) -> "TokenStore":
+    def open(cls, path: str | Path, *, check: bool = False, flag: str = "--data") -> "TokenStore":
+        """Open the store at `path`; with `check`, also run `check(flag)` (one pass over tokens.bin)."""
         path = Path(path)
         man = read_manifest(path, KIND_TOKENSTORE)
         for f in ("tokens.bin", "doc_offsets.npy"):
@@ -51,7 +73,52 @@ class TokenStore:
         store = cls(path, man)
         if store.tokens.shape[0] != man["num_tokens"]:
             raise TokenboundError(f"{path}/tokens.bin: holds {store.tokens.shape[0]} tokens, manifest says {man['num_tokens']}")
-        return store
+        return store.check(flag) if check else store
+
+    def check(self, flag: str = "--data", vocab_size: int | None = None) -> "TokenStore":
+        """Refuse a store that is not what its manifest says, before anything uses it (docs/data.md).
+
+        One pass over tokens.bin: its sha256 and doc_offsets.npy's must give the manifest's ``sha256`` (and
+        each file its own entry in ``files_sha256`` where recorded), every id must be below ``vocab_size``
+        and the document index must be well formed. With `vocab_size` (a model's), the store's vocabulary
+        must equal it. Errors are one line naming `flag` and the file; returns the store.
+        """
+        import hashlib
+
+        if vocab_size is not None and int(vocab_size) != self.vocab_size:
+            raise TokenboundError(f"{flag} {self.path}: store vocabulary has {self.vocab_size} ids but the model's has "
+                                  f"{int(vocab_size)}")
+        if self._checked:
+            return self
+        h = hashlib.sha256()
+        top = -1
+        with open(self.path / "tokens.bin", "rb") as f:
+            while block := f.read(CHECK_CHUNK_BYTES):
+                h.update(block)
+                ids = np.frombuffer(block[:len(block) - len(block) % self.tokens.dtype.itemsize],
+                                    dtype=self.tokens.dtype)
+                if ids.size:
+                    top = max(top, int(ids.max()))
+        digests = {"tokens.bin": h.hexdigest(),
+                   "doc_offsets.npy": sha256_file(self.path / "doc_offsets.npy")}
+        recorded = self.manifest.get("files_sha256") or {}
+        for name, digest in digests.items():
+            if name in recorded and recorded[name] != digest:
+                raise TokenboundError(f"{flag} {self.path / name}: sha256 does not match the store's manifest "
+                                      f"(the file was modified or corrupted)")
+        if combined_sha256(digests["tokens.bin"], digests["doc_offsets.npy"]) != self.sha256:
+            raise TokenboundError(f"{flag} {self.path}: tokens.bin and doc_offsets.npy do not hash to the manifest's "
+                                  f"sha256 (a file was modified or corrupted)")
+        if top >= self.vocab_size:
+            raise TokenboundError(f"{flag} {self.path / 'tokens.bin'}: token id {top} is outside the store's "
+                                  f"vocabulary [0, {self.vocab_size})")
+        off = self.doc_offsets
+        if off.ndim != 1 or off.size != self.num_documents or (off.size and (
+                int(off[0]) != 0 or (np.diff(off) <= 0).any() or int(off[-1]) >= self.num_tokens)):
+            raise TokenboundError(f"{flag} {self.path / 'doc_offsets.npy'}: not {self.num_documents} strictly "
+                                  f"increasing document starts from 0 below {self.num_tokens}")
+        self._checked = True
+        return self
 
     # -- sizes -------------------------------------------------------------------------------------------
     @property
@@ -149,12 +216,9 @@ def store_manifest(directory: Path, vocab_size: int, eot: int, num_tokens: int, 
                    num_bytes: int | None, tokenizer_spec: str | None, source: dict[str, Any] | None,
                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Manifest for the tokens.bin / doc_offsets.npy already written in `directory`."""
-    import hashlib
-
-    h = hashlib.sha256()
-    h.update(sha256_file(directory / "tokens.bin").encode())
-    h.update(sha256_file(directory / "doc_offsets.npy").encode())
+    files = {name: sha256_file(directory / name) for name in ("tokens.bin", "doc_offsets.npy")}
     return make_manifest(KIND_TOKENSTORE, vocab_size=int(vocab_size), eot=int(eot),
                          dtype=token_dtype(vocab_size).name, num_tokens=num_tokens, num_documents=num_documents,
-                         num_bytes=num_bytes, tokenizer=tokenizer_spec, source=source or {}, sha256=h.hexdigest(),
-                         **(extra or {}))
+                         num_bytes=num_bytes, tokenizer=tokenizer_spec, source=source or {},
+                         sha256=combined_sha256(files["tokens.bin"], files["doc_offsets.npy"]),
+                         files_sha256=files, **(extra or {}))

@@ -21,7 +21,12 @@ from ..errors import TokenboundError
 EOT_TOKEN = "<|endoftext|>"
 BYTE_VOCAB_SIZE = 257  # 256 byte values + eot
 BYTE_EOT = 256
-MAX_VOCAB_SIZE = 2 ** 32  # ids must fit in uint32 (DESIGN §4)
+MAX_VOCAB_SIZE = 2 ** 32  # ids must fit in uint32 (docs/data.md)
+# The largest N of `bpe:N`. The store's vocabulary is N even when the text supports fewer merges, and every model
+# trained on it carries an N x width embedding and the head's softmax over N, so N is a memory decision, not
+# only a tokenizer one. 2^20 is four times the largest vocabularies in use (about 2^18) and already more ids than
+# the 128 MiB BPE training text can support merges for; bpe:100000000 would make a 25 GB embedding at width 64.
+MAX_BPE_VOCAB_SIZE = 2 ** 20
 
 
 class TextTokenizer(Protocol):
@@ -141,7 +146,7 @@ class HFTokenizer:
 # -- specs ------------------------------------------------------------------------------------------------
 
 def parse_bpe_size(spec: str) -> int:
-    """N from `bpe:N`; 257 <= N < 2^32 (256 bytes + eot must fit; ids must fit in uint32)."""
+    """N from `bpe:N`; 257 <= N <= 2^20 (256 bytes + eot must fit; see MAX_BPE_VOCAB_SIZE for the cap)."""
     text = spec.split(":", 1)[1]
     try:
         n = int(text)
@@ -149,8 +154,9 @@ def parse_bpe_size(spec: str) -> int:
         raise TokenboundError(f"--tokenizer {spec}: N must be an integer, got {text!r}") from None
     if n < BYTE_VOCAB_SIZE:
         raise TokenboundError(f"--tokenizer {spec}: N must be >= {BYTE_VOCAB_SIZE} (256 bytes + eot), got {n}")
-    if n >= MAX_VOCAB_SIZE:
-        raise TokenboundError(f"--tokenizer {spec}: N must be < 2^32, got {n}")
+    if n > MAX_BPE_VOCAB_SIZE:
+        raise TokenboundError(f"--tokenizer {spec}: N must be <= 2^20 = {MAX_BPE_VOCAB_SIZE:,} (every model on the "
+                              f"store carries an N-row embedding), got {n:,}")
     return n
 
 
@@ -183,6 +189,89 @@ def train_bpe(texts: Iterator[str], vocab_size: int, spec: str) -> HFTokenizer:
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOT_TOKEN], show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(texts, trainer)
+    return HFTokenizer(tok, spec, eot=tok.token_to_id(EOT_TOKEN), vocab_size=vocab_size)
+
+
+# -- the code of a fitted BPE (``prepare --tokenizer-fit train-charged``, docs/data.md) ----------------------
+BPE_CODE = ("Elias-gamma(M + 1) for the number of merges M, then the merges in order as one mixed-radix integer "
+            "of ceil(log2 prod_k (256 + k)^2) bits: merge k (0-based) is the pair of ids (a, b), each in "
+            "[1, 257 + k), of the tokens it joins; eot is id 0 and the 256 byte symbols are ids 1-256 in character "
+            "order (fixed by the spec), merge k makes id 257 + k")
+
+
+def _bpe_merge_ids(tok: HFTokenizer) -> list[tuple[int, int]]:
+    """The merges of a tokenizer made by `train_bpe` as id pairs; a one-line error if it is not of that form."""
+    model = json.loads(tok.to_json())["model"]
+    vocab, merges = model["vocab"], model["merges"]
+    pairs = [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in merges]
+    inverse = sorted(vocab, key=vocab.get)
+    alphabet = sorted(_byte_level_alphabet().values())
+    if inverse[0] != EOT_TOKEN or inverse[1:257] != alphabet or len(inverse) != 257 + len(pairs):
+        raise TokenboundError(f"{tok.spec}: not a tokenizer made by bpe:N training (its ids are not eot, the byte "
+                              f"symbols, then one id per merge)")
+    out = []
+    for k, (a, b) in enumerate(pairs):
+        if vocab.get(a + b) != 257 + k or not 1 <= vocab[a] < 257 + k or not 1 <= vocab[b] < 257 + k:
+            raise TokenboundError(f"{tok.spec}: merge {k} ({a!r}, {b!r}) does not make id {257 + k}")
+        out.append((vocab[a], vocab[b]))
+    return out
+
+
+def _gamma_bits(n: int) -> int:
+    return 2 * (int(n).bit_length() - 1) + 1
+
+
+def bpe_code_length(tok: HFTokenizer) -> dict[str, int]:
+    """{"bits", "merges"}: the length of `encode_bpe` of `tok` (BPE_CODE), a prefix-free code of the tokenizer."""
+    merges = len(_bpe_merge_ids(tok))
+    radix_product = 1
+    for k in range(merges):
+        radix_product *= (256 + k) ** 2
+    return {"bits": _gamma_bits(merges + 1) + (radix_product - 1).bit_length(), "merges": merges}
+
+
+def encode_bpe(tok: HFTokenizer) -> tuple[bytes, int]:
+    """(bytes, number of bits used) of BPE_CODE for `tok`; `decode_bpe` inverts it."""
+    pairs = _bpe_merge_ids(tok)
+    value, product = 0, 1
+    for k, (a, b) in enumerate(pairs):
+        r = 256 + k
+        value = (value * r + (a - 1)) * r + (b - 1)
+        product *= r * r
+    m1 = len(pairs) + 1
+    width = (product - 1).bit_length()
+    bits = "0" * (m1.bit_length() - 1) + format(m1, "b") + (format(value, f"0{width}b") if width else "")
+    padded = bits + "0" * (-len(bits) % 8)
+    return int(padded, 2).to_bytes(len(padded) // 8, "big") if padded else b"", len(bits)
+
+
+def decode_bpe(data: bytes, vocab_size: int, spec: str) -> HFTokenizer:
+    """The tokenizer `encode_bpe` wrote (the same ids, merges and text behaviour as the one `train_bpe` made)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    bits = "".join(format(byte, "08b") for byte in data)
+    zeros = len(bits) - len(bits.lstrip("0"))
+    merges = int(bits[zeros:2 * zeros + 1], 2) - 1
+    product = 1
+    for k in range(merges):
+        product *= (256 + k) ** 2
+    width = (product - 1).bit_length()
+    value = int(bits[2 * zeros + 1:2 * zeros + 1 + width] or "0", 2)
+    pairs = []
+    for k in reversed(range(merges)):
+        r = 256 + k
+        value, b = divmod(value, r)
+        value, a = divmod(value, r)
+        pairs.append((a + 1, b + 1))
+    pairs.reverse()
+    tokens = [EOT_TOKEN] + sorted(_byte_level_alphabet().values())
+    for a, b in pairs:
+        tokens.append(tokens[a] + tokens[b])
+    tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)},
+                               merges=[(tokens[a], tokens[b]) for a, b in pairs]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([EOT_TOKEN])
     return HFTokenizer(tok, spec, eot=tok.token_to_id(EOT_TOKEN), vocab_size=vocab_size)
 
 

@@ -21,15 +21,18 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..artifacts import (KIND_COMPRESSED, KIND_MARKOV, read_manifest, sha256_dir, sha256_file,
-                         write_json)
-from ..bounds.budget import check_delta
+from ..artifacts import (KIND_COMPRESSED, KIND_MARKOV, ensure_parent_dir, exclusive_lock, file_inside, path_record,
+                         read_manifest, sha256_dir, sha256_file, write_json)
+from ..bounds.budget import check_delta, check_extra_bits
 from ..bounds.certificate import certify, default_pilot_draws
 from ..bounds.stats import TokenStats
+from ..bounds.subsampling import CI_METHODS
 from ..data.context import ContextRule
 from ..data.store import TokenStore
 from ..errors import TokenboundError
+from .compressors import compressor_rates
 from .control import DEFAULT_CONTROL, attach_control, check_control_spec
+from .heldout import check_disjoint, document_hashes  # noqa: F401  (held-out checks live in heldout.py)
 from .shards import STATS_FILE
 from ..models.loading import artifact_type, load
 
@@ -53,29 +56,55 @@ def artifact_sha256(path: Path) -> str:
     return sha256_file(path) if path.is_file() else sha256_dir(path)
 
 
-def message_length(model_path: Path, kind: str, device: str = "cpu") -> MessageLength:
-    """The verified message length of a model artifact (see module docstring)."""
+def message_length(model_path: Path, kind: str, device: str = "cpu", measure: str | None = None) -> MessageLength:
+    """The message length of a model artifact, measured from its bitstream files (see module docstring).
+
+    CompressedModel: ``coding.compressed.measured_message_bits``; Markov model: ``models.markov.
+    measured_message_bits``; anything else: the same measurement on its lossless archive, built here. A manifest
+    whose recorded length disagrees with the measurement is refused (one-line TokenboundError naming it).
+    ``measure="file"``: a single model file (e.g. a GGUF) taken as its own code, ``coding.archive.
+    file_message_bits``. ``details["measure"]`` records which measurement was used; `tokenbound verify` calls this
+    same function with it to re-check a certificate's message length.
+    """
     model_path = Path(model_path)
+    if measure == "file":
+        from ..coding.archive import file_message_bits
+
+        bits, breakdown = file_message_bits(model_path)
+        return MessageLength(bits, "the model file itself (8·bytes + Elias-gamma prefix)", True, {},
+                             sha256_file(model_path), {"measure": "file", "breakdown": breakdown,
+                                                       "file_bytes": model_path.stat().st_size})
+    if measure is not None:
+        raise TokenboundError(f"message measure {measure!r}: only 'file' can be asked for")
     if kind == KIND_COMPRESSED:
-        man = read_manifest(model_path, KIND_COMPRESSED)
-        return MessageLength(float(man["message_bits"]), f"compressed ({man['method']})", True,
+        from ..coding.compressed import measured_message_bits, read_compressed_manifest
+
+        bits, breakdown = measured_message_bits(model_path)
+        man = read_compressed_manifest(model_path)
+        return MessageLength(bits, f"compressed ({man['method']})", True,
                              {k: float(v) for k, v in (man.get("extra_bits") or {}).items()},
-                             man["decoded_sha256"], {"breakdown": man.get("message_breakdown"),
-                                                     "method": man["method"],
+                             man["decoded_sha256"], {"breakdown": breakdown, "method": man["method"],
+                                                     "measure": "compressed",
                                                      "bits_per_coded_param": man.get("bits_per_coded_param")})
     if kind == KIND_MARKOV:
-        man = read_manifest(model_path, KIND_MARKOV)
-        return MessageLength(float(man["message_bits"]), f"markov (order {man.get('order')}, entropy-coded counts)",
-                             True, {}, artifact_sha256(model_path), {"order": man.get("order")})
-    # An uncompressed model: charge its best lossless archive (verified by decompression).
-    from ..coding.archive import compress_archive
+        from ..models.markov import measured_message_bits as markov_bits
 
-    src = model_path
+        bits, breakdown = markov_bits(model_path)
+        man = read_manifest(model_path, KIND_MARKOV)
+        return MessageLength(float(bits), f"markov (order {man.get('order')}, entropy-coded counts)",
+                             True, {}, artifact_sha256(model_path), {"order": man.get("order"),
+                                                                     "breakdown": breakdown, "measure": "markov"})
+    # An uncompressed model: charge its best lossless archive (verified by decompression), measured from its files.
+    from ..coding.archive import compress_archive
+    from ..coding.compressed import measured_message_bits
+
     with tempfile.TemporaryDirectory() as tmp:
-        man = compress_archive(src, Path(tmp) / "archive", device=device)
-    return MessageLength(float(man["message_bits"]), f"archive of the uncompressed model ({man.get('codec')})",
+        man = compress_archive(model_path, Path(tmp) / "archive", device=device)
+        bits, breakdown = measured_message_bits(Path(tmp) / "archive")
+    return MessageLength(bits, f"archive of the uncompressed model ({man.get('codec')})",
                          True, {k: float(v) for k, v in (man.get("extra_bits") or {}).items()},
-                         man["decoded_sha256"], {"breakdown": man.get("message_breakdown")})
+                         man["decoded_sha256"], {"breakdown": breakdown, "measure": "archive", "codec": man.get("codec"),
+                                                 "codecs": man.get("codecs")})
 
 
 def default_context(model, kind: str, model_path: Path) -> str:
@@ -88,37 +117,30 @@ def default_context(model, kind: str, model_path: Path) -> str:
     return f"doc:{min(int(model.max_context), 1024)}"
 
 
-def document_hashes(store: TokenStore) -> set[bytes]:
-    """One digest per document (its token ids), to detect held-out documents that also occur in training."""
-    out = set()
-    for j in range(store.num_documents):
-        out.add(hashlib.blake2b(np.ascontiguousarray(store.document(j)).tobytes(), digest_size=16).digest())
-    return out
+def resolve_stores(data: Path, heldout: bool, train_data: Path | None, *, model_path: Path | None = None,
+                   kind: str | None = None, assume_unseen: bool = False
+                   ) -> tuple[TokenStore, TokenStore | None, dict[str, Any] | None]:
+    """(store to certify on, training store if known, how held-out independence was established).
 
+    Every store is checked (hash, id range, index: ``TokenStore.check``) before use. With --heldout, DATA/val
+    is used when it exists, and `evaluate.heldout.establish_independence` must show it independent of the
+    model (docs/theory.md §10); without it, DATA is the model's training store.
+    """
+    from .heldout import establish_independence
 
-def check_disjoint(heldout: TokenStore, train: TokenStore) -> None:
-    if heldout.sha256 == train.sha256:
-        raise TokenboundError(f"--heldout: {heldout.path} is the training store itself")
-    shared = len(document_hashes(heldout) & document_hashes(train))
-    if shared:
-        raise TokenboundError(f"--heldout: {heldout.path} shares {shared} document(s) with the training store "
-                              f"{train.path}; a test-set bound needs data the model never saw")
-
-
-def resolve_stores(data: Path, heldout: bool, train_data: Path | None) -> tuple[TokenStore, TokenStore | None]:
-    """(store to certify on, training store if known). With --heldout, DATA/val is used when it exists."""
-    store = TokenStore.open(data)
+    if assume_unseen and not heldout:
+        raise TokenboundError("--assume-unseen: only with --heldout")
+    store = TokenStore.open(data, check=True)
     if not heldout:
-        return store, store
-    val = store.val
-    if val is not None:
-        train = TokenStore.open(train_data) if train_data else store
-        check_disjoint(val, train)
-        return val, train
-    train = TokenStore.open(train_data) if train_data else None
-    if train is not None:
-        check_disjoint(store, train)
-    return store, train
+        return store, store, None
+    given = TokenStore.open(train_data, check=True, flag="--train-data") if train_data else None
+    target = store.val.check("--data") if store.val is not None else store
+    record = None
+    if model_path is not None:
+        record = establish_independence(target, store, model_path, kind, train_data=given,
+                                        assume_unseen=assume_unseen)
+    train = given if given is not None else (store if target is not store else None)
+    return target, train, record
 
 
 def stats_dir_for(out: Path, suffix: str) -> Path:
@@ -126,48 +148,112 @@ def stats_dir_for(out: Path, suffix: str) -> Path:
     return out.with_name(out.stem + suffix)
 
 
+def lock_path_for(out: Path) -> Path:
+    """CERT.json -> CERT.json.lock beside it: held by the `bound` that is writing CERT.json and CERT.stats/."""
+    return Path(out).with_name(Path(out).name + ".lock")
+
+
+def _holding_out_lock(func):
+    """Run `func` (bound) holding the lock beside its `out`, so a second `bound` on the same --out is refused
+    at once instead of redoing the work and racing on the files. Under torchrun only rank 0 takes it (every
+    rank of one job calls bound with the same --out)."""
+    import functools
+    import inspect
+    import os
+
+    signature = inspect.signature(func)
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        out = Path(signature.bind(*args, **kwargs).arguments["out"])
+        if int(os.environ.get("RANK", "0") or 0) != 0:
+            return func(*args, **kwargs)
+        if out.is_dir():
+            raise TokenboundError(f"--out {out}: is a directory; a certificate is a .json file")
+        made = ensure_parent_dir(out, "--out")  # a file in the way or no write access: one line, naming --out
+        try:
+            with exclusive_lock(lock_path_for(out), f"--out {out}"):
+                return func(*args, **kwargs)
+        except BaseException:
+            for d in made:  # directories created only for the lock: leave nothing behind on failure
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
+            raise
+
+    return wrapper
+
+
+@_holding_out_lock
 def bound(model_path: Path, data: Path, out: Path, *, samples: int = DEFAULT_SAMPLES, context: str | None = None,
           sampler: str = "token", delta: float = 0.05, heldout: bool = False, doc_samples: int = 0,
           seed: int = 0, device: str = "cpu", batch_size: int = 8, train_data: Path | None = None,
           methods: Sequence[str] = ("azuma", "variance_adaptive"), alpha_grid: Sequence[float] | None = None,
           extra_bits: dict[str, float] | None = None, subsample_ci: str = "betting", force: bool = False,
           progress: bool = True, message: MessageLength | None = None,
-          control_variate: str = DEFAULT_CONTROL, pilot_draws: int | None = None) -> dict[str, Any]:
+          control_variate: str = DEFAULT_CONTROL, pilot_draws: int | None = None,
+          azuma_ci: str | None = None, assume_unseen: bool = False) -> dict[str, Any]:
     """Score `model_path` on `data` and write a certificate to `out` (JSON); return the certificate.
 
     `message` overrides the message length (used by experiments that already computed it). `subsample_ci` is
-    the confidence bound the variance-adaptive method uses for its subsampled sums (the Azuma method always
-    uses Hoeffding, as the seed paper does); see docs/theory.md §5. `control_variate` (evaluate/control.py:
+    the confidence bound the variance-adaptive method uses for its subsampled sums; `azuma_ci` the Azuma
+    method's (default: the same; "hoeffding" is the seed paper's); see docs/theory.md §5. `extra_bits`
+    ({name: bits}) pays for choices made after seeing the data (docs/theory.md §12); names the model's message
+    already charges are refused. `control_variate` (evaluate/control.py:
     "markov:1", "markov:0" or "none") is attached to the statistics and used with the betting bound.
     `pilot_draws` (default: a tenth of the draws from 200 on) choose α and λ before the rest certify them.
+    `heldout` needs evidence that the model never saw the held-out store, or, for a model whose training data
+    is unknown (Hugging Face, GGUF), `assume_unseen` stating it (evaluate/heldout.py, docs/theory.md §10).
     """
     from ..evaluate.score import score
+    from .heldout import certificate_assumptions, tokenizer_charge
 
     model_path, data, out = Path(model_path), Path(data), Path(out)
     if out.suffix != ".json":
         raise TokenboundError(f"--out {out}: a certificate is a .json file")
     if out.exists() and not force:
         raise TokenboundError(f"--out {out}: already exists (use --force to overwrite)")
-    if samples <= 0:
-        raise TokenboundError(f"--samples: must be a positive integer, got {samples}")
+    exhaustive = samples == "all"
+    if exhaustive:
+        # every window of the rule once: the empirical risk is exact, no subsampling term, nothing to pilot
+        if sampler not in ("token", "block", "all"):
+            raise TokenboundError(f"--samples all: works with the token or block sampler, got --sampler {sampler}")
+        if pilot_draws:
+            raise TokenboundError("--pilot-draws: an exhaustive certificate (--samples all) has no pilot")
+        sampler, pilot_draws = "all", 0
+    elif isinstance(samples, bool) or not isinstance(samples, int) or samples <= 0:
+        raise TokenboundError(f"--samples: must be a positive integer or 'all', got {samples!r}")
     if doc_samples < 0:
         raise TokenboundError(f"--doc-samples: must be >= 0, got {doc_samples}")
     check_delta(delta, "--delta")
+    user_extras = check_extra_bits(extra_bits, "--extra-bits")
+    if azuma_ci is not None and azuma_ci not in CI_METHODS:
+        raise TokenboundError(f"--azuma-ci: expected one of {', '.join(CI_METHODS)}, got {azuma_ci!r}")
     if pilot_draws is None:
         pilot_draws = default_pilot_draws(samples)
     if pilot_draws < 0 or (pilot_draws and pilot_draws > samples - 2):
         raise TokenboundError(f"--pilot-draws: must be 0 or between 1 and --samples − 2 = {samples - 2}, "
                               f"got {pilot_draws}")
     kind = artifact_type(model_path)
-    store, train_store = resolve_stores(data, heldout, train_data)
-    check_control_spec(control_variate, store.num_tokens if subsample_ci == "betting" else 0)
+    store, train_store, independence = resolve_stores(data, heldout, train_data, model_path=model_path, kind=kind,
+                                                      assume_unseen=assume_unseen)
+    tokenizer_bits = tokenizer_charge(store, heldout)  # {"tokenizer": bits} when fitted on this store's documents
+    uses_betting = "betting" in (subsample_ci, azuma_ci or subsample_ci)
+    check_control_spec(control_variate, store.num_tokens if uses_betting else 0)
     msg = message or message_length(model_path, kind, device=device)
+    taken = sorted(set(user_extras) & (set(msg.extra_bits) | set(tokenizer_bits)))
+    if taken:
+        raise TokenboundError(f"--extra-bits: {', '.join(taken)} already charged by the model's message "
+                              f"({msg.label}); use another name")
     model = load(model_path, device=device)
     rule = ContextRule.parse(context or default_context(model, kind, model_path))
+    if exhaustive:
+        samples = rule.num_windows(0, store.num_tokens)
 
     stats = score(model, store, rule, sampler, samples, seed, out_dir=stats_dir_for(out, ".stats"),
                   batch_size=batch_size, device=device, progress=progress, model_sha256=msg.model_sha256)
-    if control_variate != "none" and subsample_ci == "betting":
+    if control_variate != "none" and uses_betting and not exhaustive:
         stats = attach_control(stats, store, control_variate)
         stats.save(stats_dir_for(out, ".stats") / STATS_FILE)
     doc_stats = None
@@ -177,22 +263,28 @@ def bound(model_path: Path, data: Path, out: Path, *, samples: int = DEFAULT_SAM
         doc_stats = score(model, store, doc_rule, "document", doc_samples, seed + 1,
                           out_dir=stats_dir_for(out, ".docstats"), batch_size=batch_size, device=device,
                           progress=progress, model_sha256=msg.model_sha256)
-    extras = {**msg.extra_bits, **(extra_bits or {})}
+    extras = {**msg.extra_bits, **tokenizer_bits, **user_extras}
     cert = certify(
         stats, message_bits=msg.bits, message_prefix_free=msg.prefix_free, extra_bits=extras, delta=delta,
         methods=tuple(methods), heldout=heldout, document_stats=doc_stats,
         num_documents=store.num_documents if doc_stats is not None else None,
         mean_bytes_per_token=store.mean_bytes_per_token, subsample_ci=subsample_ci, pilot_draws=pilot_draws,
+        azuma_ci=azuma_ci,
         **({"alpha_grid": tuple(alpha_grid)} if alpha_grid else {}),
-        model={"path": str(model_path), "type": kind, "sha256": msg.model_sha256,
+        model={**path_record(model_path, out.parent), "type": kind, "sha256": msg.model_sha256,
                "artifact_sha256": artifact_sha256(model_path), "message_label": msg.label,
                "message_details": msg.details, "describe": stats.meta.get("model")},
-        data={"path": str(store.path), "sha256": store.sha256, "num_tokens": store.num_tokens,
+        data={**path_record(store.path, out.parent), "sha256": store.sha256, "num_tokens": store.num_tokens,
               "num_documents": store.num_documents, "vocab_size": store.vocab_size,
-              "training_store": None if train_store is None else {"path": str(train_store.path),
-                                                                   "sha256": train_store.sha256}},
+              "training_store": None if train_store is None else {**path_record(train_store.path, out.parent),
+                                                                   "sha256": train_store.sha256},
+              "heldout_independence": independence, "tokenizer_fit": store.manifest.get("tokenizer_fit")},
         provenance={"command": " ".join(sys.argv), "seed": seed, "device": device,
                     "samples": samples, "doc_samples": doc_samples})
+    cert["assumptions"] = certificate_assumptions(independence, store, tokenizer_bits)
+    rates = compressor_rates(store)  # reference rates of real compressors on the same text (not bounds)
+    if rates is not None:
+        cert["reference_compressors"] = rates.to_json()
     cert["stats"] = stats_reference(out, stats_dir_for(out, ".stats"))
     if doc_stats is not None:
         cert["document_stats"] = stats_reference(out, stats_dir_for(out, ".docstats"))
@@ -201,15 +293,25 @@ def bound(model_path: Path, data: Path, out: Path, *, samples: int = DEFAULT_SAM
 
 
 def stats_reference(cert_path: Path, stats_dir: Path) -> dict[str, str]:
+    """The certificate's reference to its statistics: a path relative to the certificate's folder, its sha256."""
     f = stats_dir / STATS_FILE
-    return {"path": str(f.relative_to(cert_path.parent)), "sha256": sha256_file(f)}
+    return {"path": f.relative_to(cert_path.parent).as_posix(), "sha256": sha256_file(f)}
 
 
-def load_stats(cert: dict[str, Any], cert_path: Path, key: str = "stats") -> TokenStats | None:
+def stats_path(cert: dict[str, Any], cert_path: Path, key: str = "stats") -> Path | None:
+    """Where a certificate's `key` statistics are: only a regular file inside the certificate's own folder."""
     ref = cert.get(key)
     if ref is None:
         return None
-    path = Path(cert_path).parent / ref["path"]
+    if not isinstance(ref, dict):
+        raise TokenboundError(f"{cert_path}: its {key} entry is not a {{path, sha256}} reference")
+    return file_inside(Path(cert_path).parent, ref.get("path"), f"{cert_path}: {key}.path")
+
+
+def load_stats(cert: dict[str, Any], cert_path: Path, key: str = "stats") -> TokenStats | None:
+    path = stats_path(cert, cert_path, key)
+    if path is None:
+        return None
     if not path.exists():
         raise TokenboundError(f"{cert_path}: its {key} file {path} is missing")
     return TokenStats.load(path)
@@ -219,6 +321,10 @@ def summary_lines(cert: dict[str, Any]) -> list[str]:
     """A short human summary of a certificate (printed by `bound`, `verify` and the demo)."""
     inp, terms = cert["inputs"], cert["terms"]
     label = "test-set bound (held-out data, message length 0)" if inp["heldout"] else "generalization bound"
+    assumed = [a for a in cert.get("assumptions") or [] if a.startswith("assumed:")]
+    if inp["heldout"] and ((cert.get("data") or {}).get("heldout_independence") or {}).get("established") == "assumed":
+        label = "test-set bound CONDITIONAL on the assumption that the model was not trained on this data " \
+                "(message length 0)"
     lines = [
         f"{label}: {cert['bound_bits_per_token']:.3f} bits/token  [{cert['method']}, alpha={inp['alpha']}]",
         f"  = empirical {terms['empirical_bits']:.3f} + complexity {terms['complexity_bits']:.3f}"
@@ -228,16 +334,25 @@ def summary_lines(cert: dict[str, Any]) -> list[str]:
         f"  m = {inp['num_tokens']:,} tokens, n = {inp['sample_size']:,} draws ({inp['sampler']}), "
         f"context {inp['context_rule']}, delta = {inp['delta']}, message = {inp['message_bits']:,.0f} bits",
     ]
+    lines += [f"  {a}" for a in assumed]
     for name, b in cert["bounds"].items():
         if name != cert["method"]:
             lines.append(f"  {name}: {b['bound_bits_per_token']:.3f} bits/token")
     tk = cert.get("top_k_error_bounds") or {}
     if tk:
-        lines.append("  top-k error bounds: " + ", ".join(f"top-{k} {v:.3f}" for k, v in tk.items()))
+        # an error rate is at most 1: min(bound, 1) is still valid, and a bound above 1 says nothing
+        lines.append("  top-k error bounds: " + ", ".join(
+            f"top-{k} {v:.3f}" if v <= 1 else f"top-{k} 1 (vacuous; computed {v:.3f})" for k, v in tk.items()))
     if cert.get("bits_per_byte") is not None:
-        lines.append(f"  bits per byte: {cert['bits_per_byte']:.3f}")
+        ref = cert.get("reference_compressors") or {}
+        line = f"  bits per byte: {cert['bits_per_byte']:.3f}"
+        if ref:
+            line += (f"   (same text: gzip -9 {ref['gzip_bits_per_byte']:.3f}, xz -9e {ref['xz_bits_per_byte']:.3f}; "
+                     f"compressors' actual rates, not bounds)")
+        lines.append(line)
     if cert["vacuous"]:
         be = (cert.get("break_even_tokens") or {}).get(cert["method"])
-        lines.append("  break-even data size: " + (f"{be:,.0f} tokens" if be and math.isfinite(be)
+        lines.append("  break-even data size: " + (f"{be:,.0f} tokens (tokens of the same data at which this bound "
+                                                     f"would become non-vacuous)" if be and math.isfinite(be)
                                                      else "none (empirical loss alone is above the guess line)"))
     return lines

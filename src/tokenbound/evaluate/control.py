@@ -72,7 +72,9 @@ def with_control(stats: TokenStats, values: np.ndarray, spec: str) -> TokenStats
     """A copy of `stats` carrying `values` (the control at every position of the stream) at its scored positions,
     with the population summary: spec, exact mean, and the range of one draw's mean over every possible draw."""
     lo, hi = draw_range(values, stats.meta["sampler"], ContextRule.parse(stats.meta["context_rule"]))
-    summary = {"spec": spec, "population_mean_bits": float(values.mean()), "draw_min_bits": lo, "draw_max_bits": hi}
+    # the exact mean lies in [lo, hi]; clipping only undoes rounding (a constant control: mean = lo = hi)
+    mean = min(max(float(values.mean()), lo), hi)
+    summary = {"spec": spec, "population_mean_bits": mean, "draw_min_bits": lo, "draw_max_bits": hi}
     return TokenStats(stats.positions, stats.prob, stats.rank, stats.entropy_bits, stats.draw,
                       meta={**stats.meta, "control_variate": summary}, control_bits=values[stats.positions])
 

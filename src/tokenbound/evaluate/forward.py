@@ -58,8 +58,12 @@ def position_stats(log_probs: torch.Tensor, rows: torch.Tensor, cols: torch.Tens
     """(prob, rank, entropy_bits) of the true tokens at (rows[k], cols[k]) of natural-log scores [b, T, V].
 
     The scores are upcast to float64 and re-normalised (softmax) first, so tiny normalisation errors of the model
-    do not leak into the bound. rank = 1 + #{v : p(v) > p(true)}. A row with NaN or +inf, or with no finite entry,
-    is an error naming its stream position; −inf entries are probability 0 (smoothing handles them).
+    do not leak into the bound. rank = 1 + #{v : p(v) > p(true)} + #{v < true : p(v) = p(true)}: the position of
+    the true token when the vocabulary is ordered by probability descending, then id ascending (bounds.topk.RANK_RULE,
+    docs/theory.md §8), so top-k correct means "in the k-token prediction set", ties never counting in the
+    model's favour. Every comparison reads the same float64 tensor, so exactly tied logits stay exactly tied.
+    A row with NaN or +inf, or with no finite entry, is an error naming its stream position; −inf entries are
+    probability 0 (smoothing handles them).
     Gathers STATS_CHUNK positions at a time so the float64 copies stay small for large vocabularies.
     """
     probs, ranks, ents = [], [], []
@@ -73,8 +77,10 @@ def position_stats(log_probs: torch.Tensor, rows: torch.Tensor, cols: torch.Tens
                                   f"{int(positions[k])}")
         logp = x - lse
         p = logp.exp()
-        p_true = p.gather(1, targets[a:a + STATS_CHUNK, None])
-        rank = 1 + (p > p_true).sum(1)
+        true = targets[a:a + STATS_CHUNK, None]
+        p_true = p.gather(1, true)
+        ids = torch.arange(p.shape[1], device=p.device)[None, :]
+        rank = 1 + (p > p_true).sum(1) + ((p == p_true) & (ids < true)).sum(1)
         ent_nats = -(p * torch.where(p > 0, logp, torch.zeros_like(logp))).sum(1)
         probs.append(p_true[:, 0].cpu().numpy())
         ranks.append(rank.cpu().numpy())

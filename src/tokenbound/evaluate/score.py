@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..bounds.stats import TokenStats
+from ..bounds.topk import RANK_RULE
 from ..coding.hashing import state_sha256
 from ..data.context import ContextRule, eot_doc_offsets
-from ..data.sampling import check_sampler, draw_plan, plan_rows
+from ..data.sampling import SamplingPlan, check_sampler, draw_plan, plan_rows
 from ..data.store import TokenStore
 from ..errors import TokenboundError
+from ..fmt import plural
 from ..models.base import LanguageModel
+from ..progress import Progress
 from .distributed import local_device, process_group
 from .forward import score_rows
 from .shards import STATS_FILE, claim_dir, describe_json, merge_shards, plan_sha256, read_shard, shard_path, write_shard
@@ -79,10 +82,9 @@ def score(model: LanguageModel, store: TokenStore, rule: ContextRule | str, samp
     m = store.num_tokens
     mid = model_sha256 or model_id(model)
     fingerprint = {"format": FORMAT, "model": mid, "store_sha256": store.sha256, "context_rule": str(rule),
-                   "sampler": sampler, "n": int(n), "seed": int(seed), "shard_size": int(shard_size)}
-    plan = draw_plan(sampler, int(n), int(seed), rule, m, store.doc_offsets)
-    # The doc rule is defined by eot tokens; equal to store.doc_offsets when the store keeps its invariant.
-    context_offsets = eot_doc_offsets(store.tokens, store.eot) if rule.is_doc else np.zeros(1, np.int64)
+                   "sampler": sampler, "n": int(n), "seed": int(seed), "shard_size": int(shard_size),
+                   "rank_rule": RANK_RULE}  # shards ranked under another rule are refused, never mixed in
+    plan, context_offsets = scoring_plan(store, rule, sampler, n, seed)
     num_shards = -(-plan.n // shard_size)
     device = local_device(device)
     model = model.to(device)
@@ -92,19 +94,23 @@ def score(model: LanguageModel, store: TokenStore, rule: ContextRule | str, samp
         group.barrier()
         if group.rank != 0:
             fp_sha = claim_dir(out_dir, fingerprint, write=False)
-        todo = {}
+        todo, done = {}, 0
         for k in range(num_shards):
             if not group.owns(k):
                 continue
             path = shard_path(out_dir, k)
             if path.exists():
                 read_shard(path, fp_sha)  # refuses a foreign or broken shard now rather than at merge
+                done += 1
                 continue
             todo[k] = plan_rows(plan, rule, range(k * shard_size, min((k + 1) * shard_size, plan.n)), m,
                                 context_offsets, store.doc_offsets)
         total = sum(r.num_scored for r in todo.values())
-        with tqdm(total=total, unit="tok", desc=f"score {sampler} {rule}", disable=None if progress and group.rank == 0 else True,
-                  dynamic_ncols=True) as bar:
+        report = progress and group.rank == 0
+        if report and done:
+            print(f"resuming: {done} of {plural(done + len(todo), 'shard')} already scored in {out_dir}",
+                  file=sys.stderr, flush=True)
+        with Progress(total, f"score {sampler} {rule}", "tok", enabled=report) as bar:
             for k, rows in todo.items():
                 scored = score_rows(model, store.tokens, store.eot, rows, use_segments=rule.is_doc,
                                     batch_size=batch_size, device=device, bar=bar)
@@ -119,6 +125,19 @@ def score(model: LanguageModel, store: TokenStore, rule: ContextRule | str, samp
     return stats
 
 
+def scoring_plan(store: TokenStore, rule: ContextRule, sampler: str, n: int, seed: int
+                 ) -> tuple[SamplingPlan, np.ndarray]:
+    """(the sampling plan, the document starts that define the rule's contexts) of a scoring run.
+
+    ``plan_rows(plan, rule, draws, store.num_tokens, context_offsets, store.doc_offsets)`` then gives exactly the
+    rows `score` feeds the model for those draws (`tokenbound verify` re-scores draws this way).
+    """
+    plan = draw_plan(sampler, int(n), int(seed), rule, store.num_tokens, store.doc_offsets)
+    # The doc rule is defined by eot tokens; equal to store.doc_offsets when the store keeps its invariant.
+    context_offsets = eot_doc_offsets(store.tokens, store.eot) if rule.is_doc else np.zeros(1, np.int64)
+    return plan, context_offsets
+
+
 def stats_meta(plan, rule: ContextRule, store: TokenStore, model: LanguageModel, mid: str, fp_sha: str
                ) -> dict[str, Any]:
     meta: dict[str, Any] = {
@@ -126,9 +145,9 @@ def stats_meta(plan, rule: ContextRule, store: TokenStore, model: LanguageModel,
         "population_tokens": store.num_tokens, "vocab_size": store.vocab_size, "num_draws": plan.n,
         "sampler_params": plan.describe(), "context": rule.describe(), "plan_sha256": plan_sha256(plan.units),
         "model_sha256": mid, "model": describe_json(model.describe()), "store_sha256": store.sha256,
-        "store_path": str(store.path), "fingerprint_sha256": fp_sha,
+        "store_path": str(store.path), "fingerprint_sha256": fp_sha, "rank_rule": RANK_RULE,
     }
-    if plan.sampler == "block":
+    if plan.sampler in ("block", "all"):
         meta["population_windows"] = plan.population
     if plan.sampler == "document":
         meta["population_documents"] = plan.population

@@ -37,9 +37,12 @@ def describe(name: str) -> str:
 
 
 def run_experiment(name: str, out: str | Path, *, scale: str = "small", seed: int = 0, data: str | Path | None = None,
-                   device: str = "cpu", progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) study `name` into `out`; returns its results dict (also written to OUT/results.json)."""
+                   device: str = "cpu", progress: bool = True,
+                   extra_bits: dict[str, float] | None = None) -> dict[str, Any]:
+    """Run (or resume) study `name` into `out`; returns its results dict (also written to OUT/results.json).
+
+    `extra_bits` ({name: bits}) is paid by every certificate of the study (docs/theory.md §12)."""
     module = _module(name)
     study = Study(name=name, out=Path(out), scale=scale, seed=int(seed), data=None if data is None else Path(data),
-                  device=device, progress=progress)
+                  device=device, progress=progress, extra_bits=dict(extra_bits or {}))
     return module.run(study)

@@ -48,10 +48,14 @@ class Study:
     device: str = "cpu"
     progress: bool = True
     timings: dict[str, float] = field(default_factory=dict)
+    extra_bits: dict[str, float] = field(default_factory=dict)  # paid by every certificate (--extra-bits)
 
     def __post_init__(self) -> None:
+        from ..bounds.budget import check_extra_bits
+
         self.out = Path(self.out)
         check_scale(self.scale)
+        self.extra_bits = check_extra_bits(self.extra_bits, "--extra-bits")
         if self.data is not None:
             self.data = Path(self.data)
             if not (self.data / MANIFEST).exists():
@@ -178,11 +182,22 @@ def compress_run(study: Study, name: str, run: Path, method: str, data: Path | N
 
 def certify(study: Study, name: str, model: Path, data: Path, **kwargs: Any) -> Path:
     """Certificate OUT/certificates/NAME.json of `model` on `data` (``evaluate.bound.bound`` keywords);
-    the sampling seed is the study seed, so every model of a study is scored on the same positions."""
+    the sampling seed is the study seed, so every model of a study is scored on the same positions, and the
+    study's `extra_bits` are paid on top of any the caller passes (a name in both is refused)."""
     from ..evaluate.bound import bound
 
     out = study.cert_path(name)
     kwargs.setdefault("seed", study.seed)
+    if study.extra_bits:
+        own = dict(kwargs.get("extra_bits") or {})
+        if set(own) & set(study.extra_bits):
+            raise TokenboundError(f"--extra-bits: {sorted(set(own) & set(study.extra_bits))} also charged by the "
+                                  f"study itself for {name}")
+        kwargs["extra_bits"] = {**own, **study.extra_bits}
+        recorded = read_json(out).get("inputs", {}).get("extra_bits", {}) if done(out) else study.extra_bits
+        if any(recorded.get(k) != v for k, v in study.extra_bits.items()):
+            raise TokenboundError(f"--extra-bits: {out} exists without these extra bits; resume with the same "
+                                  f"--extra-bits or use a new --out")
     study.stage(f"bound {name}", out, lambda: bound(model, data, out, device=study.device,
                                                      progress=study.progress, **kwargs))
     return out
@@ -275,7 +290,8 @@ def finish(study: Study, *, title: str, table: str, notes: list[str], plots: lis
     results = {"study": study.name, "scale": study.scale, "seed": study.seed, "device": study.device,
                "settings": settings, "rows": rows, "certificates": [str(p) for p in certificates],
                "verification": verification, "verified": not bad, "plots": [str(p) for p in plots],
-               "timings_s": timings, "recomputed": sorted(study.timings), **(extra or {})}
+               "timings_s": timings, "recomputed": sorted(study.timings), "extra_bits": study.extra_bits,
+               **(extra or {})}
     write_json(study.path("results.json"), _jsonable(results))
     return results
 

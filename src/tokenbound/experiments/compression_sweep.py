@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..report.plots import save_figure
+from ..report.plots import plain_log_ticks, random_guess_line, save_figure
 from .common import (Study, cert_numbers, certify, compress_run, finish, markdown_table, pyplot, text_store,
                      train_config, train_run)
 
@@ -101,11 +101,12 @@ def plot_bound_vs_message(rows: list[dict[str, Any]], out: Path) -> Path:
     if sub["document_level"] is not None:
         ax.scatter(sub["message_bits"], sub["document_level"], marker="x", color="k",
                    label="SubLoRA, document-level (prior work)")
-    ax.axhline(rows[0]["random_guess"], color="grey", ls="--", lw=1, label="random guess (log2 V)")
+    random_guess_line(ax, rows[0]["random_guess"])
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("message length (bits)")
-    ax.set_ylabel("bound (bits per token)")
+    plain_log_ticks(ax.yaxis)
+    ax.set_xlabel("message length (bits, log scale)")
+    ax.set_ylabel("bound (bits per token, log scale)")
     ax.set_title("Token-level bound against message length")
     ax.legend(fontsize=7)
     return save_figure(fig, out)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..report.plots import save_figure
+from ..report.plots import plain_log_ticks, random_guess_line, save_figure
 from .common import Study, cert_numbers, certify, compress_run, finish, markdown_table, pyplot, text_store, train_run
 
 DESCRIPTION = "k-th order Markov chains vs GPTs restricted to k tokens of context: both bounds against k"
@@ -109,9 +109,10 @@ def plot_against_k(rows: list[dict[str, Any]], out: Path) -> Path:
             label="Markov: empirical")
     ax.plot(ks, [r["gpt_empirical"] for r in rows], "s:", color="C1", alpha=0.6, label="GPT: empirical")
     ax.set_yscale("log")
-    ax.axhline(rows[0]["random_guess"], color="grey", ls="--", lw=1, label="random guess (log2 V)")
+    plain_log_ticks(ax.yaxis)
+    random_guess_line(ax, rows[0]["random_guess"])
     ax.set_xlabel("context length k (tokens)")
-    ax.set_ylabel("bits per token")
+    ax.set_ylabel("bits per token (log scale)")
     ax.set_title("Token-level bound against context length")
     ax.legend(fontsize=8)
     return save_figure(fig, out)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..report.plots import save_figure
+from ..report.plots import random_guess_line, save_figure
 from ..artifacts import read_json, write_json
 from ..errors import TokenboundError
 from .common import Study, cert_numbers, certify, compress_run, done, finish, markdown_table, pyplot, train_config, \
@@ -79,6 +79,7 @@ def accuracy(model, seqs: np.ndarray) -> float:
     correct = total = 0
     for i in range(0, len(x), 256):
         lp = model.log_probs(x[i:i + 256, :-1])
+        # argmax returns the first maximal index: ties go to the lowest id, the certified rule (docs/theory.md §8)
         pred = lp.argmax(-1)[:, FIRST_SCORED:]
         correct += int((pred == x[i:i + 256, 1 + FIRST_SCORED:]).sum())
         total += pred.numel()
@@ -151,7 +152,7 @@ def plot_accuracy(rows: list[dict[str, Any]], out: Path) -> Path:
     ax.legend(fontsize=8)
     bx.plot(ks, [r["bound"] for r in q], "o-", label="bound")
     bx.plot(ks, [r["empirical"] for r in q], "s:", label="empirical")
-    bx.axhline(fl["random_guess"], color="grey", ls="--", lw=1, label="random guess")
+    random_guess_line(bx, fl["random_guess"])
     bx.set_xscale("log", base=2)
     bx.invert_xaxis()
     for axis in (ax, bx):  # label the level counts actually used

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..report.plots import save_figure
+from ..report.plots import random_guess_line, save_figure
 from .common import (Study, cert_numbers, certify, compress_run, finish, markdown_table, pyplot, text_store,
                      train_config, train_run)
 
@@ -66,16 +66,17 @@ def plot_scaling(rows: list[dict[str, Any]], out: Path) -> Path:
     ax.plot(n, [r["bound"] for r in rows], "o-", label="bound")
     ax.plot(n, [r["empirical"] for r in rows], "s-", label="empirical (smoothed)")
     ax.plot(n, [r["unsmoothed"] for r in rows], "v:", label="loss (unsmoothed)")
-    ax.axhline(rows[0]["random_guess"], color="grey", ls="--", lw=1, label="random guess")
+    random_guess_line(ax, rows[0]["random_guess"])
     ax.set_xscale("log")
-    ax.set_xlabel("coded parameters")
+    ax.set_xlabel("coded parameters (log scale)")
     ax.set_ylabel("bits per token")
     bx = ax.twinx()
-    bx.plot(n, [r["message_bits"] for r in rows], "^:", color="C2", label="message length")
+    bx.plot(n, [r["message_bits"] for r in rows], "^--", color="C3", label="message length (right axis)")
     bx.set_yscale("log")
-    bx.set_ylabel("message length (bits)")
+    bx.set_ylabel("message length (bits, log scale)")
     lines = ax.get_legend_handles_labels()
     more = bx.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="center right")
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15),
+              ncol=3, frameon=False)  # below the axes: never over a curve
     ax.set_title("Bound, empirical loss and message length against size")
     return save_figure(fig, out)

@@ -53,6 +53,11 @@ class GPTConfig:
     eot: int = 0
 
     def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            if isinstance(getattr(self, name), int) and getattr(self, name) < 1:
+                raise TokenboundError(f"model config: {name} must be >= 1, got {getattr(self, name)}")
+        if isinstance(self.dropout, (int, float)) and not 0 <= self.dropout < 1:
+            raise TokenboundError(f"model config: dropout must be in [0, 1), got {self.dropout}")
         if self.n_embd % self.n_head:
             raise TokenboundError(f"model config: n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if self.positions not in POSITIONS:

@@ -137,15 +137,33 @@ def _quiet_transformers() -> None:
         pass
 
 
+PICKLE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def check_safetensors_weights(path: Path) -> None:
+    """Refuse a Hugging Face directory whose weights are only in a pickle checkpoint, with how to convert it."""
+    if any(path.glob("*.safetensors")) or (path / "model.safetensors.index.json").exists():
+        return
+    pickles = sorted(p.name for p in path.iterdir() if p.is_file() and p.suffix in PICKLE_WEIGHT_SUFFIXES)
+    if pickles:
+        raise TokenboundError(
+            f"{path}: weights only as a pickle checkpoint ({pickles[0]}), which tokenbound does not load (unpickling "
+            f"can run code); convert it once in a trusted environment: AutoModelForCausalLM.from_pretrained(DIR)"
+            f".save_pretrained(DIR, safe_serialization=True)")
+    raise TokenboundError(f"{path}: no model.safetensors (nor *.safetensors shards) in the Hugging Face directory")
+
+
 def load_hf_module(path: Path, device: str = "cpu") -> Any:
     """The float32 transformers module of a local HF model directory (eval mode)."""
     path = Path(path)
     if not (path / "config.json").exists():
         raise TokenboundError(f"{path}: not a Hugging Face model directory (no config.json)")
+    check_safetensors_weights(path)
     auto = _auto_model()
     _quiet_transformers()
     try:
-        module = auto.from_pretrained(str(path), local_files_only=True, dtype=torch.float32)
+        # safetensors only: a pickle checkpoint (pytorch_model.bin) can run code when loaded (docs/pretrained.md)
+        module = auto.from_pretrained(str(path), local_files_only=True, dtype=torch.float32, use_safetensors=True)
     except (OSError, ValueError, KeyError) as e:
         raise TokenboundError(f"{path}: cannot load as a Hugging Face causal LM ({str(e).splitlines()[0]})") from None
     return module.to(device).eval()

@@ -39,6 +39,9 @@ def artifact_type(path: str | Path) -> str:
             return kind
         raise TokenboundError(f"{p}: manifest kind {kind!r} is not a model")
     if (p / "config.json").exists():
+        from .hf import check_safetensors_weights
+
+        check_safetensors_weights(p)  # safetensors only: refused here, naming the user's directory
         return "hf"
     raise TokenboundError(f"{p}: not a tokenbound model, Hugging Face model directory or .gguf file")
 

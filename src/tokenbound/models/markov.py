@@ -31,9 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import KIND_MARKOV, MANIFEST, atomic_output_dir, make_manifest, read_manifest, sha256_file, \
-    write_bytes, write_json
+from ..artifacts import KIND_MARKOV, MANIFEST, atomic_output_dir, file_inside, make_manifest, path_record, \
+    read_manifest, sha256_bytes, sha256_file, write_bytes, write_json
 from ..bounds.prefix import elias_gamma_bits
+from ..bounds.topk import tie_broken_rank
 from ..coding.entropy import decode_integers_from, encode_integers, varint_decode, varint_encode
 from ..data.context import last_eot_before
 from ..errors import TokenboundError
@@ -253,7 +254,7 @@ class MarkovModel(LanguageModel):
                 sel = block[b:b + step]
                 d = dist[inv[sel] - a]
                 prob[sel] = d[np.arange(sel.size), true[sel]]
-                rank[sel] = 1 + (d > prob[sel][:, None]).sum(1)
+                rank[sel] = tie_broken_rank(d, true[sel])  # ties by id, docs/theory.md §8
                 ent[sel] = ctx_ent[inv[sel] - a]
         return prob, rank, ent
 
@@ -334,7 +335,7 @@ class MarkovModel(LanguageModel):
     @property
     def message_bits(self) -> int:
         """Kraft-valid code length: the bitstream's bits plus an Elias-gamma prefix of that length."""
-        return self.payload_bits + elias_gamma_bits(self.payload_bits)
+        return sum(code_length_bits(len(self.encode())))
 
     @property
     def context_rule(self) -> str:
@@ -347,15 +348,20 @@ class MarkovModel(LanguageModel):
                 "payload_bits": self.payload_bits, "message_bits": self.message_bits}
 
     # -- artifacts ----------------------------------------------------------------------------------------
-    def save(self, out: str | Path, *, source_sha256: str | None = None, force: bool = False) -> Path:
-        """Write the bitstream and manifest.json (kind tokenbound.markov_model) atomically."""
+    def save(self, out: str | Path, *, source_sha256: str | None = None, force: bool = False,
+             source_path: str | Path | None = None) -> Path:
+        """Write the bitstream and manifest.json (kind tokenbound.markov_model) atomically.
+
+        `source_path` (the store it was fitted on) is recorded relative to `out` (``artifacts.path_record``).
+        """
+        source = None if source_path is None else {**path_record(source_path, out), "sha256": source_sha256}
         with atomic_output_dir(out, force=force) as tmp:
             write_bytes(tmp / BITSTREAM, self.encode())
             write_json(tmp / MANIFEST, make_manifest(
                 KIND_MARKOV, **self.describe(), bitstream=BITSTREAM, bitstream_sha256=sha256_file(tmp / BITSTREAM),
                 message_bits_breakdown={"payload_bits": self.payload_bits,
                                         "prefix_bits": self.message_bits - self.payload_bits},
-                source_store_sha256=source_sha256))
+                source_store_sha256=source_sha256, source_store=source))
         return Path(out)
 
 
@@ -366,24 +372,85 @@ def check_shape(vocab_size: int, eot: int, order: int) -> None:
         raise TokenboundError(f"eot id {eot} is outside the vocabulary [0, {vocab_size})")
     if order < 0:
         raise TokenboundError(f"--order: must be >= 0, got {order}")
-    if (vocab_size + 1) ** order >= _MAX_KEY:
-        raise TokenboundError(f"--order {order}: context keys overflow 62 bits for vocabulary {vocab_size}")
+    limit = max_order(vocab_size)
+    if order > limit:
+        raise TokenboundError(f"--order {order}: at most {limit} for vocabulary {vocab_size} (a context is one "
+                              f"integer key below (V+1)^order, which must fit in 62 bits)")
+
+
+def max_order(vocab_size: int) -> int:
+    """The largest order k whose context keys fit: (V+1)^k < 2^62 (module docstring).
+
+    Found by multiplying up (at most 62 steps, since V+1 >= 3) rather than by evaluating (V+1)^order, which for
+    an absurd order (10^8) is an exact integer of hundreds of millions of bits that takes minutes to compute.
+    For a BPE-8192 vocabulary the limit is 4, for bytes (V = 257) 7.
+    """
+    k, weight = 0, 1
+    while weight * (vocab_size + 1) < _MAX_KEY:
+        weight *= vocab_size + 1
+        k += 1
+    return k
 
 
 def load_markov(path: Path, device: str = "cpu") -> MarkovModel:
     """Load a saved Markov model by decoding its bitstream (the name tokenbound.models.loading expects)."""
     path = Path(path)
     man = read_manifest(path, KIND_MARKOV)
-    stream = path / man.get("bitstream", BITSTREAM)
-    if not stream.exists():
-        raise TokenboundError(f"{path}: Markov model is missing {stream.name}")
-    if sha256_file(stream) != man.get("bitstream_sha256"):
-        raise TokenboundError(f"{stream}: sha256 does not match the manifest")
-    model = MarkovModel.decode(stream.read_bytes(), where=str(stream))
+    stream, data = _verified_bitstream(path, man)
+    model = MarkovModel.decode(data, where=str(stream))
     if model.message_bits != man.get("message_bits"):
         raise TokenboundError(
             f"{path}: manifest message_bits {man.get('message_bits')} != decoded {model.message_bits}")
     return model
+
+
+def _verified_bitstream(path: Path, man: dict[str, Any]) -> tuple[Path, bytes]:
+    """(file, bytes) of a saved model's bitstream: inside its folder and with the manifest's sha256."""
+    stream = file_inside(path, man.get("bitstream", BITSTREAM), f"{path / MANIFEST}: bitstream")
+    if not stream.exists():
+        raise TokenboundError(f"{path}: Markov model is missing {stream.name}")
+    data = stream.read_bytes()
+    if sha256_bytes(data) != man.get("bitstream_sha256"):
+        raise TokenboundError(f"{stream}: sha256 does not match the manifest")
+    return stream, data
+
+
+def code_length_bits(num_bytes: int) -> tuple[int, int]:
+    """(payload bits, Elias-gamma prefix bits) of a bitstream of `num_bytes` bytes (module docstring)."""
+    payload = 8 * int(num_bytes)
+    return payload, elias_gamma_bits(max(payload, 1))
+
+
+def measured_message_bits(path: str | Path) -> tuple[int, dict[str, int]]:
+    """(message bits, breakdown) of a saved Markov model, measured from its bitstream (docs/compression.md).
+
+    The bitstream's exact bit length with its CRC32 and header (version, V, eot, order, smoothing) decoded, plus
+    the recomputed Elias-gamma prefix of that length. The manifest's ``message_bits``, ``payload_bits`` and
+    ``message_bits_breakdown`` must agree, else a one-line TokenboundError names the manifest and the bitstream.
+    This, not the manifest's number, is what a certificate charges and what ``tokenbound verify`` re-checks.
+    """
+    path = Path(path)
+    man = read_manifest(path, KIND_MARKOV)
+    stream, data = _verified_bitstream(path, man)
+    if len(data) < 6 or zlib.crc32(data[:-4]) & 0xFFFFFFFF != int.from_bytes(data[-4:], "little"):
+        raise TokenboundError(f"{stream}: CRC32 mismatch or truncated (corrupted model)")
+    if data[0] != CODE_VERSION:
+        raise TokenboundError(f"{stream}: unknown code version {data[0]}")
+    (v, eot, order, nsm), off = varint_decode(data, 1, 4)
+    check_shape(int(v), int(eot), int(order))
+    if off + int(nsm) > len(data) - 4:
+        raise TokenboundError(f"{stream}: header runs past the end of the bitstream")
+    payload, prefix = code_length_bits(len(data))
+    breakdown = {"payload_bits": payload, "prefix_bits": prefix}
+    recorded = man.get("message_bits_breakdown") or {}
+    for key, got in (("message_bits", man.get("message_bits")), ("payload_bits", man.get("payload_bits")),
+                     ("message_bits_breakdown.payload_bits", recorded.get("payload_bits")),
+                     ("message_bits_breakdown.prefix_bits", recorded.get("prefix_bits"))):
+        want = payload + prefix if key == "message_bits" else breakdown[key.rpartition(".")[2]]
+        if got != want:
+            raise TokenboundError(f"{path / MANIFEST}: {key} {got!r} disagrees with the {want} bits measured "
+                                  f"from {stream.name}")
+    return payload + prefix, breakdown
 
 
 def fit_store(data: str | Path, order: int, out: str | Path, smoothing: str = DEFAULT_SMOOTHING,
@@ -391,10 +458,11 @@ def fit_store(data: str | Path, order: int, out: str | Path, smoothing: str = DE
     """`tokenbound markov`: fit on a TokenStore's whole stream, save, re-load from the bitstream, summarise."""
     from ..data.store import TokenStore
 
-    store = TokenStore.open(data)
+    store = TokenStore.open(data).check("--data")
+    check_shape(store.vocab_size, store.eot, order)
     model = MarkovModel.fit(np.asarray(store.tokens), store.doc_offsets, store.vocab_size, store.eot, order,
                             smoothing)
-    model.save(out, source_sha256=store.sha256, force=force)
+    model.save(out, source_sha256=store.sha256, force=force, source_path=store.path)
     decoded = load_markov(Path(out))
     if decoded.encode() != model.encode():  # what is scored must be exactly what is coded
         raise TokenboundError(f"{out}: decoded model differs from the fitted one")

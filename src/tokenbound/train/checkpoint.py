@@ -25,7 +25,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..artifacts import KIND_RUN, MANIFEST, atomic_output_dir, make_manifest, read_json, replace_dir, write_json
+from ..artifacts import (KIND_RUN, MANIFEST, atomic_output_dir, ensure_parent_dir, make_manifest, path_record,
+                         read_json, replace_dir, write_json)
 from ..errors import TokenboundError
 from ..models.gpt import coded_state_dict, load_coded_state_dict
 
@@ -116,11 +117,23 @@ def append_log(run_dir: Path, record: dict[str, Any]) -> None:
 
 def finalize_run(work: Path, out: Path, model: torch.nn.Module, config: dict[str, Any],
                  manifest_fields: dict[str, Any]) -> None:
-    """Write the weights, config and manifest into `work`, then move it to `out` (replacing an older run)."""
+    """Write the weights, config and manifest into `work`, then move it to `out` (replacing an older run).
+
+    The training store's path (``data.path`` of the config and the manifest) is recorded relative to `out`
+    (``artifacts.path_record``), so a folder holding both the run and its store can be moved as a whole.
+    """
+    config, manifest_fields = _with_portable_data(config, out), _with_portable_data(manifest_fields, out)
     save_weights(work / "model.safetensors", model)
     write_json(work / "config.json", config)
     write_json(work / MANIFEST, make_manifest(KIND_RUN, **manifest_fields))
     replace_dir(work, out)
+
+
+def _with_portable_data(fields: dict[str, Any], out: Path) -> dict[str, Any]:
+    data = fields.get("data")
+    if isinstance(data, dict) and isinstance(data.get("path"), str) and data.get("relative_to") is None:
+        return {**fields, "data": {**data, **path_record(data["path"], out)}}
+    return fields
 
 
 def resume_source(out: Path) -> Path:
@@ -132,19 +145,30 @@ def resume_source(out: Path) -> Path:
     raise TokenboundError(f"--resume: neither {out} nor {work} holds a run")
 
 
-def prepare_work_dir(out: Path, resume: bool) -> Path:
+def prepare_work_dir(out: Path, resume: bool, force: bool = False) -> Path:
     """Create or reuse the work directory ``out.partial`` and return it.
 
-    Without resume, `out` and ``out.partial`` must not exist. With resume, an interrupted ``out.partial``
-    is continued in place; a finished `out` is copied to ``out.partial`` and continued (e.g. with more steps).
+    Without resume, `out` and ``out.partial`` must not exist, unless `force`: then a stale ``out.partial`` is
+    removed and an existing `out` is replaced only when the new run is finalized. With resume, an interrupted
+    ``out.partial`` is continued in place; a finished `out` is copied to ``out.partial`` and continued.
     """
     work = work_dir_for(out)
     if not resume:
-        if out.exists():
-            raise TokenboundError(f"--out {out}: already exists (use --resume to continue it, or another --out)")
+        if out.exists() and not force:
+            raise TokenboundError(f"--out {out}: already exists (use --resume to continue it, --force to "
+                                  f"overwrite it, or another --out)")
+        if out.exists() and not out.is_dir():
+            raise TokenboundError(f"--out {out}: is a file, not a run directory")
+        if work.exists() and not force:
+            raise TokenboundError(f"--out {out}: an interrupted run is in {work} (use --resume to continue it, "
+                                  f"--force to start over, or delete it)")
+        ensure_parent_dir(work, "--out")
         if work.exists():
-            raise TokenboundError(f"--out {out}: an interrupted run is in {work} (use --resume, or delete it)")
-        work.mkdir(parents=True)
+            shutil.rmtree(work)
+        try:
+            work.mkdir()
+        except OSError as e:
+            raise TokenboundError(f"--out {out}: cannot create {work} ({e.strerror or e})") from None
         return work
     if resume_source(out) == out:
         read_json(out / MANIFEST, "manifest.json")

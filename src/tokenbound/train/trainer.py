@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -39,8 +40,8 @@ def resolve_config(store: TokenStore, *, preset: str | None, config: Path | None
     base = configs.preset(preset) if preset is not None else configs.load_config_file(config)
     model = dict(base["model"])
     for key, value in (("vocab_size", store.vocab_size), ("eot", store.eot)):
-        if key in model and int(model[key]) != value:
-            raise TokenboundError(f"--config: model {key} {model[key]} differs from the store's {value}")
+        if key in model and model[key] != value:
+            raise TokenboundError(f"--config {config}: model {key} {model[key]!r} differs from the store's {value}")
         model[key] = value
     model["seed"] = int(seed)
     if layers is not None:
@@ -49,7 +50,42 @@ def resolve_config(store: TokenStore, *, preset: str | None, config: Path | None
         model["subspace_dim"] = int(subspace)
     if context is not None:
         model["context"] = check_context(context)
-    return GPTConfig.from_dict(model), configs.TrainConfig.from_dict(base["train"])
+    try:
+        return GPTConfig.from_dict(model), configs.TrainConfig.from_dict(base["train"])
+    except TokenboundError as e:
+        if config is None:
+            raise
+        raise TokenboundError(f"--config {config}: {e}") from None
+
+
+def device_memory_bytes(device: str) -> int | None:
+    """Total memory of `device` (physical RAM for the CPU), or None when it cannot be told."""
+    try:
+        if str(device).startswith("cuda"):
+            return int(torch.cuda.get_device_properties(torch.device(device)).total_memory)
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, RuntimeError, AssertionError):
+        return None
+
+
+def check_memory(cfg: GPTConfig, tcfg: configs.TrainConfig, device: str) -> None:
+    """Refuse a model that cannot fit before allocating it: a one-line error instead of a failed 25 GB malloc.
+
+    The estimate is a lower bound of the peak, so nothing that fits is refused: the token embedding (V x width,
+    always dense) in float32 plus one micro-batch's logits (batch x block x V, 2 bytes under CUDA autocast, else
+    4). Everything else (blocks, gradients, optimizer moments, activations) only adds to it.
+    """
+    total = device_memory_bytes(device)
+    if total is None:
+        return
+    logit_bytes = 2 if str(device).startswith("cuda") else 4
+    need = 4 * cfg.vocab_size * cfg.n_embd + logit_bytes * tcfg.batch_size * cfg.block_size * cfg.vocab_size
+    if need > total:
+        gib = 2 ** 30
+        raise TokenboundError(
+            f"--data: a GPT with vocabulary {cfg.vocab_size:,}, width {cfg.n_embd}, batch {tcfg.batch_size} x "
+            f"block {cfg.block_size} needs at least {need / gib:,.1f} GiB (embedding + one batch of logits), more than "
+            f"the {total / gib:,.1f} GiB of {device}; use a store with a smaller vocabulary or a smaller model/batch")
 
 
 def make_optimizer(model: torch.nn.Module, tcfg: configs.TrainConfig, lr: float) -> torch.optim.AdamW:
@@ -117,38 +153,38 @@ def optimizer_step(ddp: torch.nn.Module, model: torch.nn.Module, optimizer: torc
 
 
 def _progress(total: int, initial: int, enabled: bool):
-    from tqdm.auto import tqdm
+    from ..progress import Progress  # a bar on a terminal, a line every few seconds in a log
 
-    return tqdm(total=total, initial=initial, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True,
-                disable=None if enabled else True)
+    return Progress(total, "train", "steps", initial=initial, enabled=enabled, file=sys.stderr)
 
 
 def train(data: Path, out: Path, *, preset: str | None = None, config: Path | None = None, layers: str | None = None,
           subspace: int | None = None, max_minutes: float | None = None, steps: int | None = None, seed: int = 0,
-          device: str = "cpu", resume: bool = False, progress: bool = True, context: str | None = None
-          ) -> dict[str, Any]:
+          device: str = "cpu", resume: bool = False, progress: bool = True, context: str | None = None,
+          force: bool = False) -> dict[str, Any]:
     """Train a GPT on the TokenStore `data` and write the Run directory `out`; returns the summary dict.
 
     With ``resume``, the model and training configs come from the run being resumed; `steps` may raise
     its total step count. `max_minutes` only aborts: when it is spent, the run is checkpointed (not finalized)
     and `TimeLimitReached` is raised; resuming continues it, so the finished run never depends on the clock.
+    `force` overwrites: a stale ``out.partial`` is discarded and an existing `out` replaced once the run is done.
     """
     world = D.setup(device)
     try:
         return _train(world, Path(data), Path(out), preset=preset, config=config, layers=layers, subspace=subspace,
                       max_minutes=max_minutes, steps=steps, seed=seed, resume=resume, progress=progress,
-                      context=context)
+                      context=context, force=force)
     finally:
         D.teardown(world)
 
 
 def _train(world: D.World, data: Path, out: Path, *, preset, config, layers, subspace, max_minutes, steps, seed,
-           resume, progress, context) -> dict[str, Any]:
-    store = TokenStore.open(data)
+           resume, progress, context, force=False) -> dict[str, Any]:
+    store = TokenStore.open(data, check=True)  # hash, id range and index before any use (docs/data.md)
     work = ckpt.work_dir_for(out)
-    val = store.val
-    if max_minutes is not None and max_minutes <= 0:
-        raise TokenboundError(f"--max-minutes: must be positive, got {max_minutes}")
+    val = None if store.val is None else store.val.check("--data")
+    if max_minutes is not None and not (math.isfinite(max_minutes) and max_minutes > 0):
+        raise TokenboundError(f"--max-minutes: must be a positive number of minutes, got {max_minutes}")
     if resume:
         source = ckpt.resume_source(out) / "config.json"
         saved = configs.load_config_file(source)
@@ -166,12 +202,13 @@ def _train(world: D.World, data: Path, out: Path, *, preset, config, layers, sub
     run_config = {"model": cfg.to_dict(), "train": tcfg.to_dict(),
                   "data": {"path": str(data), "sha256": store.sha256, "world_size": world.size,
                            "preset": preset}}
+    check_memory(cfg, tcfg, world.device)
     model = build_model(cfg).to(world.device)  # before touching the disk: a bad --layers leaves nothing behind
     counts = parameter_counts(model)
     if counts["coded"] == 0:
         raise TokenboundError(f"--layers {cfg.layers}: the model has no trainable parameters")
     if world.is_main:
-        ckpt.prepare_work_dir(out, resume)
+        ckpt.prepare_work_dir(out, resume, force=force)
         if not resume:
             ckpt.write_log(work, [])
         write_json(work / "config.json", run_config)

@@ -15,6 +15,11 @@ Specs (``parse_source``), all parameters optional:
                                       the chains with their posterior given the document so far.
 - ``spiky:vocab=V,frac=F,eps=E``      first-order chain: a fraction F of the states is near-deterministic
                                       (one successor w.p. 1 − E), the rest uniform — a high-variance loss.
+- ``shuffle:vocab=V,copies=C``        rounds of C·V tokens, each a uniformly random arrangement of C copies of
+                                      every id (drawn without replacement); P_true is the ids left in the
+                                      round, in proportion to their copies left. Every id is exactly equally
+                                      frequent over whole rounds, so a fitted unigram model ties them all:
+                                      the source for top-k errors with exact ties (docs/theory.md §8).
 
 Source parameters are drawn once from a seed (``make_source``); streams from each trial's own generator.
 Non-document sources are one document (doc_offsets = [0]) with eot = 0 as the virtual start token.
@@ -34,8 +39,9 @@ DEFAULTS: dict[str, dict[str, float]] = {
     "hmm": {"states": 4, "vocab": 8, "conc": 0.3},
     "docs": {"chains": 3, "vocab": 8, "len": 30, "conc": 0.3},
     "spiky": {"vocab": 8, "frac": 0.5, "eps": 0.01},
+    "shuffle": {"vocab": 8, "copies": 1},
 }
-INTEGER_PARAMS = {"order", "vocab", "states", "chains"}
+INTEGER_PARAMS = {"order", "vocab", "states", "chains", "copies"}
 
 
 def parse_source(spec: str) -> tuple[str, dict[str, float]]:
@@ -70,6 +76,8 @@ def _check(spec: str, name: str, p: dict[str, float]) -> None:
         raise TokenboundError(f"--source {spec}: needs chains >= 1, len > 1 and vocab >= 3")
     if name == "spiky" and not (0 <= p["frac"] <= 1 and 0 < p["eps"] < 1):
         raise TokenboundError(f"--source {spec}: needs frac in [0, 1] and eps in (0, 1)")
+    if name == "shuffle" and p["copies"] < 1:
+        raise TokenboundError(f"--source {spec}: copies must be >= 1")
 
 
 @dataclass
@@ -100,7 +108,7 @@ class Source:
 
     def sample(self, rng: np.random.Generator, m: int) -> Stream:
         return {"markov": _sample_markov, "hmm": _sample_hmm, "docs": _sample_docs,
-                "spiky": _sample_markov}[self.name](self, rng, int(m))
+                "spiky": _sample_markov, "shuffle": _sample_shuffle}[self.name](self, rng, int(m))
 
 
 def make_source(spec: str, seed: int) -> Source:
@@ -122,6 +130,8 @@ def make_source(spec: str, seed: int) -> Source:
         trans = np.concatenate([np.full((j, v, 1), stop), body * (1 - stop)], axis=2)
         trans[:, 0, 0], trans[:, 0, 1:] = 0.0, body[:, 0]
         tables = {"chains": trans, "prior": np.full(j, 1.0 / j)}
+    elif name == "shuffle":
+        tables = {"copies": np.array(int(p["copies"]))}
     else:  # spiky
         spiky = rng.random(v) < p["frac"]
         trans = np.full((v, v), 1.0 / v)
@@ -149,6 +159,29 @@ def _sample_markov(src: Source, rng: np.random.Generator, m: int) -> Stream:
         tokens[i] = x
         ctx = (ctx * v + x) % modulus if k else 0
     return Stream(tokens, np.zeros(1, dtype=np.int64), trans[rows])
+
+
+def _sample_shuffle(src: Source, rng: np.random.Generator, m: int) -> Stream:
+    v, c = src.vocab_size, int(src.tables["copies"])
+    u = rng.random(m).tolist()
+    probs = np.empty((m, v))
+    tokens = np.empty(m, dtype=np.int64)
+    left, total = [c] * v, c * v  # copies of each id not yet drawn in the current round
+    for i in range(m):
+        probs[i] = left
+        probs[i] /= total
+        target, x, acc = u[i] * total, 0, left[0]
+        while acc <= target and x < v - 1:  # the first id whose cumulative count exceeds u·total
+            x += 1
+            acc += left[x]
+        while left[x] == 0:  # only if rounding put u·total at the very top: the last id still left
+            x -= 1
+        tokens[i] = x
+        left[x] -= 1
+        total -= 1
+        if total == 0:
+            left, total = [c] * v, c * v
+    return Stream(tokens, np.zeros(1, dtype=np.int64), probs)
 
 
 def _sample_hmm(src: Source, rng: np.random.Generator, m: int) -> Stream:
