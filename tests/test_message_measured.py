@@ -14,7 +14,6 @@ from tokenbound.cli import main
 from tokenbound.coding import archive
 from tokenbound.coding.compressed import measured_message_bits, read_compressed_manifest
 from tokenbound.coding.ptq import compress_pretrained
-from tokenbound.data.store import write_store
 from tokenbound.errors import TokenboundError
 from tokenbound.evaluate.bound import bound, load_stats, message_length
 from tokenbound.evaluate.verify import verify
@@ -23,24 +22,13 @@ from tokenbound.models import markov
 PARTS = ("payload_bits", "header_bits", "prefix_bits", "grid_bits")
 
 
-def _store(path, seed=0, vocab=24, docs=120):
-    rng = np.random.default_rng(seed)
-    stream, offsets = [], []
-    for _ in range(docs):
-        offsets.append(len(stream))
-        start = int(rng.integers(1, vocab))
-        stream += [1 + (start + 5 * k + int(rng.integers(0, 3))) % (vocab - 1)
-                   for k in range(int(rng.integers(10, 50)))] + [0]
-    return write_store(path, np.array(stream), np.array(offsets), vocab, 0)
-
-
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
+def root(tmp_path_factory, periodic_store):
     from tokenbound.train.trainer import train
 
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("measured")
-    _store(d / "store")
+    periodic_store(d / "store")
     train(d / "store", d / "run", preset="tiny", seed=0, steps=5, progress=False)
     assert main(["compress", "--run", str(d / "run"), "--method", "quant:grid=3/5", "--out", str(d / "cm")]) == 0
     markov.fit_store(d / "store", 2, d / "markov")

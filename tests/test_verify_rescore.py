@@ -13,7 +13,7 @@ import torch
 from tokenbound.bounds.certificate import recompute
 from tokenbound.bounds.stats import TokenStats
 from tokenbound.cli import main
-from tokenbound.data.store import TokenStore, write_store
+from tokenbound.data.store import TokenStore
 from tokenbound.evaluate.bound import bound, load_stats, stats_path
 from tokenbound.evaluate.rescore import choose_draws, rescore_stats
 from tokenbound.evaluate.verify import verify
@@ -21,24 +21,13 @@ from tokenbound.models.loading import load
 from tokenbound.models.markov import fit_store
 
 
-def _store(path, seed=0, vocab=24, docs=120):
-    rng = np.random.default_rng(seed)
-    stream, offsets = [], []
-    for _ in range(docs):
-        offsets.append(len(stream))
-        start = int(rng.integers(1, vocab))
-        stream += [1 + (start + 5 * k + int(rng.integers(0, 3))) % (vocab - 1)
-                   for k in range(int(rng.integers(10, 50)))] + [0]
-    return write_store(path, np.array(stream), np.array(offsets), vocab, 0)
-
-
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
+def root(tmp_path_factory, periodic_store):
     from tokenbound.train.trainer import train
 
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("rescore")
-    _store(d / "store")
+    periodic_store(d / "store")
     train(d / "store", d / "run", preset="tiny", seed=0, steps=5, progress=False)
     assert main(["compress", "--run", str(d / "run"), "--method", "quant:levels=11", "--out", str(d / "cm")]) == 0
     fit_store(d / "store", 1, d / "markov")
