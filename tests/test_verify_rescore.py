@@ -168,8 +168,7 @@ def test_markov_ties_are_ranked_exactly(root, tmp_path):
     fit_store(copy / "store", 2, copy / "add", smoothing="add:0.5")  # equal counts give exactly equal probabilities
     bound(copy / "add", copy / "store", copy / "add.json", samples=200, progress=False)
     stats = TokenStats.load(copy / "add.stats" / "tokenstats.npz")
-    if "rank_rule" not in stats.meta:
-        pytest.skip("statistics without id tie-breaking")
+    assert stats.meta["rank_rule"] == "prob_desc_id_asc"  # the scorer always ranks ties by id now
     assert verify(copy / "add.json", rescore=None) == []
     model = load(copy / "add")
     store = TokenStore.open(root / "store")

@@ -36,3 +36,13 @@ def device(text: str) -> str:
     if not _DEVICE.fullmatch(text):
         raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N or mps, got {text!r}")
     return text
+
+
+def samples_or_all(text: str) -> int | str:
+    """A draw count, or 'all' (every window of the rule once: an exhaustive certificate)."""
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {text!r}") from None

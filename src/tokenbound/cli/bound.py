@@ -5,22 +5,11 @@ from pathlib import Path
 
 from ..bounds.subsampling import CI_METHODS
 from ..evaluate.control import CONTROL_SPECS
-from .argtypes import device, finite_float
+from .argtypes import device, finite_float, samples_or_all
 
 HELP = "score a model on its training tokens and write a certificate (JSON) with every bound"
 EXAMPLE = ("tokenbound bound --compressed out/compressed --data data/stdlib --out out/cert.json "
            "--samples 10000 --context doc:128")
-
-
-def _samples(text: str) -> int | str:
-    import argparse
-
-    if text == "all":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {text!r}") from None
 
 
 def add_arguments(p) -> None:
@@ -32,7 +21,7 @@ def add_arguments(p) -> None:
     src.add_argument("--gguf", type=Path, help="a .gguf model file (charged its archive length)")
     p.add_argument("--data", type=Path, required=True, help="the TokenStore the model was trained on")
     p.add_argument("--out", type=Path, required=True, help="certificate path (.json); stats go beside it")
-    p.add_argument("--samples", type=_samples, default=10_000,
+    p.add_argument("--samples", type=samples_or_all, default=10_000,
                    help="number of sampler draws (default 10000), or 'all': score every window of the rule once "
                         "(an exhaustive certificate: exact empirical risk, no subsampling term, no pilot)")
     p.add_argument("--context", help="context rule: doc:B | stream:B | doc:B/s | stream:B/s "
