@@ -4,10 +4,28 @@
 class TokenboundError(Exception):
     """A problem with the user's input or environment, stated in one line.
 
-    The message must name the offending file or flag and what is wrong with it, e.g.
-    ``--val-fraction: must be in [0, 1), got 1.5``. The CLI prints it without a traceback
-    (unless ``--debug``) and exits with status 2.
+    The message must name the offending file or parameter and what is wrong with it. Library code names the
+    Python parameter with ``param`` and keeps the flag out of its words::
+
+        raise TokenboundError("must be in [0, 1), got 1.5", param="val_fraction")
+
+    ``str(e)`` is then ``val_fraction: must be in [0, 1), got 1.5`` for a Python caller, while the CLI prints
+    ``cli_message()``: the same words under the flag that set the parameter (``--val-fraction: ...``). The
+    CLI prints it without a traceback (unless ``--debug``) and exits with status 2.
     """
+
+    def __init__(self, message: str, *, param: str | None = None):
+        self.message = message
+        self.param = param
+        super().__init__(f"{param}: {message}" if param else message)
+
+    def cli_message(self, flags: dict[str, str] | None = None) -> str:
+        """The message as the CLI states it: `param` rendered as its flag (``flags`` maps the exceptions,
+        otherwise ``--`` + the name with dashes)."""
+        if not self.param:
+            return str(self)
+        flag = (flags or {}).get(self.param) or "--" + self.param.replace("_", "-")
+        return f"{flag}: {self.message}"
 
 
 class TimeLimitReached(TokenboundError):

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     except TokenboundError as e:
         if args.debug or os.environ.get("TOKENBOUND_DEBUG"):
             raise
-        print(f"tokenbound {args.verb}: error: {e}", file=sys.stderr)
+        print(f"tokenbound {args.verb}: error: {e.cli_message(getattr(args, '_flags', None))}", file=sys.stderr)
         return 2
     except (OSError, MemoryError) as e:
         # The environment, not a bug: a path that cannot be read or written, a full disk, too little memory.
