@@ -19,7 +19,7 @@ from typing import Any
 
 from ..artifacts import read_json, read_manifest, write_json
 from ..report.plots import random_guess_line, save_figure
-from .code_data import code_store, stdlib_files, store_ready, TINY_GLOB
+from .code_data import TINY_GLOB, code_store, stdlib_files, store_ready
 from .common import Study, cert_numbers, certify, compress_run, done, finish, markdown_table, pyplot, train_config, \
     train_run
 
@@ -149,7 +149,8 @@ def notes_for(study: Study, s: dict[str, Any], rows: list[dict[str, Any]], pre: 
         f"would need the adapter to be trained on top of the *quantized* base (the decoder only has that).",
         f"Certificates: all {len(rows)} on the pretraining store, context `{r0['context']}`, {s['samples']:,} "
         f"sampled positions, seed {study.seed} — the same positions for every model (paired). Each bound holds on "
-        f"its own at 95 %; quoting only the best of the {len(rows)} would cost log2 {len(rows)} more bits (--extra-bits). "
+        f"its own at 95 %; quoting only the best of the {len(rows)} would cost log2 {len(rows)} more bits "
+        f"(--extra-bits). "
         f"Held-out columns: mean bits/token on {s['eval_tokens']:,} tokens of fixed windows of the dialogue "
         f"`val/` part and of the pretraining store's `val/` split — evaluations, not certificates. Random guess: "
         f"{r0['random_guess']:.3f} bits/token.",
