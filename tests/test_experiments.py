@@ -25,8 +25,12 @@ EXPECTED_COLUMNS = {
     "pretrained-ptq": ["model", "message bits", "held-out bits/token", "held-out bound IF unseen (not a certificate)",
                        "PROXY token-level bound", "break-even m (tokens)"],
     "scaling": ["n_embd", "coded params", "message bits", "empirical", "bound"],
+    "chat-vs-base": ["model", "trained params", "message bits", "empirical", "bound (pretraining data)",
+                     "held-out dialogue bits/token"],
+    "downstream": ["model", "message bits", "empirical", "bound", "next-line accuracy"],
 }
-EXPECTED_ROWS = {"markov-vs-context": 2, "compression-sweep": 6, "memorization": 3, "pretrained-ptq": 3, "scaling": 2}
+EXPECTED_ROWS = {"markov-vs-context": 2, "compression-sweep": 6, "memorization": 3, "pretrained-ptq": 3, "scaling": 2,
+                 "chat-vs-base": 3, "downstream": 7}
 # Each study runs once per test session, on first use (so `-k` selects only what it needs).
 _RUNS: dict = {}
 

@@ -130,7 +130,7 @@ def load_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
     from .artifacts import read_json
 
     d = read_json(path, "config file")
-    if not isinstance(d, dict) or not set(d) <= {"model", "train", "data"} or \
+    if not isinstance(d, dict) or not set(d) <= {"model", "train", "data", "init_from"} or \
             not all(isinstance(d.get(k, {}), dict) for k in ("model", "train")):
         raise TokenboundError(f"--config {path}: expected a JSON object with 'model' and/or 'train' objects")
     return {"model": dict(d.get("model", {})), "train": dict(d.get("train", {}))}

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from .argtypes import device
 
-HELP = "run one of the paper's studies (markov-vs-context, compression-sweep, memorization, pretrained-ptq, scaling)"
+HELP = ("run one of the paper's studies (markov-vs-context, compression-sweep, memorization, pretrained-ptq, scaling, "
+        "chat-vs-base, downstream)")
 EXAMPLE = "tokenbound experiment markov-vs-context --scale small --out exp/markov"
 
 

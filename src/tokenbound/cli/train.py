@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from .argtypes import device, positive_float
 
@@ -17,6 +18,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--config", help='JSON file {"model": {...}, "train": {...}}')
     p.add_argument("--layers", help="layer spec, e.g. dense, lora:8, kron, monarch:4 (default: dense)")
     p.add_argument("--subspace", type=int, help="train only a random subspace of this dimension")
+    p.add_argument("--init-from", type=Path, metavar="RUN",
+                   help="start from this finished Run's weights (fine-tuning): dense layers for full fine-tuning, "
+                        "e.g. --layers attn=lora:4,mlp=lora:4 for LoRA (written merged); the model keeps RUN's shape "
+                        "and --preset/--config must agree with it (docs/training.md)")
     p.add_argument("--out", required=True, help="Run directory to write")
     p.add_argument("--max-minutes", type=positive_float,
                    help="abort limit: when spent, the run is checkpointed but not finalized and the command exits 2; "
@@ -33,8 +38,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ..errors import TokenboundError
     from ..train.trainer import train
 
@@ -46,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
                     config=None if args.config is None else Path(args.config), layers=args.layers,
                     subspace=args.subspace, max_minutes=args.max_minutes, steps=args.steps, seed=args.seed,
                     device=args.device, resume=args.resume, progress=not args.no_progress, context=args.context,
-                    force=args.force)
+                    force=args.force, init_from=args.init_from)
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:

@@ -279,14 +279,18 @@ def _run_vocab_size(run: Path) -> int | None:
 
 def training_stores_record(run: Path, out: Path, used: Any = None) -> list[dict[str, Any]]:
     """The stores a model compressed from `run` into `out` has seen: the run's training store (its recorded
-    sha256) and the store `used` by the compressor itself (level grid, QAT), for held-out checks
-    (docs/theory.md §10). Paths are recorded relative to `out` (artifacts.path_record)."""
+    sha256), the stores its base Run saw (a fine-tune's ``inherited_stores``) and the store `used` by the
+    compressor itself (level grid, QAT), for held-out checks (docs/theory.md §10). Paths are recorded relative
+    to `out` (artifacts.path_record)."""
     stores: list[dict[str, Any]] = []
     data = read_manifest(run).get("data")
     if isinstance(data, dict) and data.get("sha256"):
         located = run_data_store(run)
         stores.append({"role": "training", "sha256": data["sha256"],
                        **({} if located is None else path_record(located, out))})
+    from ..train.init import relocated_stores
+
+    stores += [e for e in relocated_stores(run, out) if all(s["sha256"] != e["sha256"] for s in stores)]
     if used is not None and all(e["sha256"] != used.sha256 for e in stores):
         stores.append({"role": "compression (level grid / QAT)", "sha256": used.sha256,
                        **path_record(used.path, out)})

@@ -74,9 +74,13 @@ def seen_stores(model_path: Path, kind: str) -> tuple[list[SeenStore], str | Non
     """(the stores the model's manifest says it has seen, why its training data is unknown — None if known)."""
     model_path = Path(model_path)
     if kind == KIND_RUN:
-        data = read_manifest(model_path, KIND_RUN).get("data")
+        man = read_manifest(model_path, KIND_RUN)
+        data = man.get("data")
         if isinstance(data, dict) and data.get("sha256"):
-            return [SeenStore("training", data["sha256"], data, model_path)], None
+            # a fine-tune (train --init-from) also records the stores its base Run has seen
+            inherited = [SeenStore(e.get("role", "training"), e["sha256"], e if e.get("path") else None, model_path)
+                         for e in man.get("inherited_stores") or [] if isinstance(e, dict) and e.get("sha256")]
+            return [SeenStore("training", data["sha256"], data, model_path), *inherited], None
         return [], f"the Run {model_path} records no training store"
     if kind == KIND_MARKOV:
         man = read_manifest(model_path, KIND_MARKOV)

@@ -21,6 +21,8 @@ EXPERIMENTS = {
     "memorization": "memorization",
     "pretrained-ptq": "pretrained_ptq",
     "scaling": "scaling",
+    "chat-vs-base": "chat_base",
+    "downstream": "downstream",
 }
 
 __all__ = ["EXPERIMENTS", "SCALES", "Study", "describe", "run_experiment"]

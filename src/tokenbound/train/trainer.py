@@ -161,40 +161,58 @@ def _progress(total: int, initial: int, enabled: bool):
 def train(data: Path, out: Path, *, preset: str | None = None, config: Path | None = None, layers: str | None = None,
           subspace: int | None = None, max_minutes: float | None = None, steps: int | None = None, seed: int = 0,
           device: str = "cpu", resume: bool = False, progress: bool = True, context: str | None = None,
-          force: bool = False) -> dict[str, Any]:
+          force: bool = False, init_from: Path | None = None) -> dict[str, Any]:
     """Train a GPT on the TokenStore `data` and write the Run directory `out`; returns the summary dict.
 
     With ``resume``, the model and training configs come from the run being resumed; `steps` may raise
     its total step count. `max_minutes` only aborts: when it is spent, the run is checkpointed (not finalized)
     and `TimeLimitReached` is raised; resuming continues it, so the finished run never depends on the clock.
     `force` overwrites: a stale ``out.partial`` is discarded and an existing `out` replaced once the run is done.
+    `init_from` (a finished Run) starts the model from that Run's weights: full fine-tuning with dense layers,
+    LoRA with ``lora:R`` layers (written merged; train/init.py).
     """
     world = D.setup(device)
     try:
         return _train(world, Path(data), Path(out), preset=preset, config=config, layers=layers, subspace=subspace,
                       max_minutes=max_minutes, steps=steps, seed=seed, resume=resume, progress=progress,
-                      context=context, force=force)
+                      context=context, force=force, init_from=init_from)
     finally:
         D.teardown(world)
 
 
 def _train(world: D.World, data: Path, out: Path, *, preset, config, layers, subspace, max_minutes, steps, seed,
-           resume, progress, context, force=False) -> dict[str, Any]:
+           resume, progress, context, force=False, init_from=None) -> dict[str, Any]:
+    from . import init as finetune
+
     store = TokenStore.open(data, check=True)  # hash, id range and index before any use (docs/data.md)
     work = ckpt.work_dir_for(out)
     val = None if store.val is None else store.val.check("--data")
     if max_minutes is not None and not (math.isfinite(max_minutes) and max_minutes > 0):
         raise TokenboundError(f"--max-minutes: must be a positive number of minutes, got {max_minutes}")
+    base = None
     if resume:
+        if init_from is not None:
+            raise TokenboundError("--init-from: a resumed run starts from what it recorded; omit --init-from")
         source = ckpt.resume_source(out) / "config.json"
         saved = configs.load_config_file(source)
-        preset = read_json(source).get("data", {}).get("preset")
+        raw = read_json(source)
+        preset = raw.get("data", {}).get("preset")
+        if raw.get("init_from") is not None:
+            if raw["init_from"].get("merged_adapter"):
+                raise TokenboundError(f"--resume: {out} is a finished LoRA fine-tune, written merged; it cannot be "
+                                      f"continued (start a new fine-tune from it with --init-from)")
+            base = finetune.resolve_base(raw["init_from"], source.parent)
         if saved["model"].get("vocab_size") != store.vocab_size:
             raise TokenboundError(f"--data {data}: vocabulary differs from the resumed run's")
         cfg, tcfg = GPTConfig.from_dict(saved["model"]), configs.TrainConfig.from_dict(saved["train"])
     else:
         cfg, tcfg = resolve_config(store, preset=preset, config=config, layers=layers, subspace=subspace,
                                    seed=seed, context=context)
+        base = None if init_from is None else finetune.open_base(init_from)
+    base_module = None
+    if base is not None:
+        base_module, base_cfg = finetune.load_base(base, world.device)
+        finetune.check_compatible(cfg, base_cfg, base.path)
     if steps is not None:
         if steps < 1:
             raise TokenboundError(f"--steps: must be >= 1, got {steps}")
@@ -202,8 +220,13 @@ def _train(world: D.World, data: Path, out: Path, *, preset, config, layers, sub
     run_config = {"model": cfg.to_dict(), "train": tcfg.to_dict(),
                   "data": {"path": str(data), "sha256": store.sha256, "world_size": world.size,
                            "preset": preset}}
+    if base is not None:
+        run_config["init_from"] = base.record(out)
     check_memory(cfg, tcfg, world.device)
     model = build_model(cfg).to(world.device)  # before touching the disk: a bad --layers leaves nothing behind
+    if base_module is not None:
+        finetune.copy_weights(model, base_module)
+        del base_module
     counts = parameter_counts(model)
     if counts["coded"] == 0:
         raise TokenboundError(f"--layers {cfg.layers}: the model has no trainable parameters")
@@ -282,14 +305,22 @@ def _train(world: D.World, data: Path, out: Path, *, preset, config, layers, sub
                "frozen_params": counts["frozen"], "val_bits_per_token": val_bits, "wall_time_s": elapsed,
                "tokens": int(state["tokens"]), "tokens_per_s": int(state["tokens"]) / max(elapsed, 1e-9),
                "world_size": world.size}
+    saved_model, saved_counts, lineage = model, counts, {}
+    if base is not None:
+        if finetune.has_adapter(cfg):  # a LoRA base from another Run is no seed: write the merged dense model
+            saved_model, merged_cfg = finetune.merged(model, cfg)
+            saved_counts = parameter_counts(saved_model)
+            run_config = {**run_config, "model": merged_cfg.to_dict(),
+                          "init_from": {**run_config["init_from"], "merged_adapter": cfg.layers}}
+        lineage = {"init_from": run_config["init_from"], "inherited_stores": finetune.inherited_stores(base, out)}
     if world.is_main:
-        ckpt.finalize_run(work, out, model, run_config, {
+        ckpt.finalize_run(work, out, saved_model, run_config, {
             "data": {"path": str(data), "sha256": store.sha256}, "seed": cfg.seed, "preset": preset,
-            "parameterization": cfg.parameterization, "coded_params": counts["coded"],
-            "trainable_params": counts["coded"], "frozen_params": counts["frozen"], "steps": step,
+            "parameterization": cfg.parameterization, "coded_params": saved_counts["coded"],
+            "trainable_params": counts["coded"], "frozen_params": saved_counts["frozen"], "steps": step,
             "total_steps": tcfg.steps, "completed": step >= tcfg.steps, "final_val_bits_per_token": val_bits,
             "wall_time_s": elapsed, "tokens": int(state["tokens"]), "context": cfg.context,
-            "world_size": world.size})
+            "world_size": world.size, **lineage})
     D.barrier(world)
     return summary
 
