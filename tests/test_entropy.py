@@ -7,6 +7,7 @@ import pytest
 from tokenbound.coding.entropy import (
     coded_length_bits, decode_integers, decode_integers_from, decode_symbols, decode_symbols_from,
     empirical_entropy_bits, encode_integers, encode_symbols, varint_decode, varint_encode)
+from tokenbound.coding import tuples
 from tokenbound.errors import TokenboundError
 
 RNG = np.random.default_rng(1234)
@@ -176,3 +177,115 @@ def test_random_streams_round_trip(symbols, k, checksum):
     out, end = decode_symbols_from(data + b"\x07tail", 0)
     assert end == len(data)
     assert out.dtype == np.int64 and np.array_equal(out, np.asarray(symbols, dtype=np.int64))
+
+
+# -- tuples of symbols coded as one letter (format byte 16·m + c) -------------------------------------------------
+_T = np.random.default_rng(2024)
+_GAUSS = np.clip(np.rint(_T.standard_normal(30_001) * 1.5), -5, 5).astype(np.int64) + 5
+
+
+@pytest.mark.parametrize("symbols,k", [
+    (_GAUSS, 11),                                                            # quantized weights: m = 3
+    (_T.integers(0, 2, 10_007), 2),                                          # fair coin: m = 12, tail of 11
+    (_T.integers(0, 64, 9_999), 64),                                         # m = 2
+    (_T.integers(0, 65, 5_000), 65),                                         # 65² > 4096: m = 1
+    (np.where(_T.random(50_000) < 1e-3, 1, 0), 2),                           # extremely skewed
+    (_T.choice(5, 20_000, p=[0.96, 0.01, 0.01, 0.01, 0.01]), 5),             # skewed, one dominant symbol
+    (_T.choice([3, 9, 4000], 14_001, p=[0.5, 0.3, 0.2]), 5000),              # gaps: remapped symbols
+    (_T.choice([0, 1 << 29], 7_000), 1 << 30),                               # beyond the remap table
+    (np.tile(np.arange(7), 3_000), 7),                                       # periodic (adversarial for tuples)
+    (np.repeat(np.arange(4), 5_000), 4),                                     # sorted runs
+    (np.array([1, 0]), 2), (np.array([3]), 9), (np.zeros(0, dtype=np.int64), 3),  # shorter than a tuple
+])
+@pytest.mark.parametrize("checksum", [True, False])
+def test_grouped_streams_round_trip(symbols, k, checksum):
+    from tokenbound.coding.entropy import symbol_stream_extent
+
+    data = encode_symbols(symbols, k, checksum=checksum, grouped=True)
+    out, end = decode_symbols_from(data + b"\x07tail", 0)
+    assert end == len(data) and symbol_stream_extent(data + b"\x07tail", 0)[0] == len(data)
+    assert out.dtype == np.int64 and np.array_equal(out, symbols)
+    small = decode_symbols(data, dtype=None)
+    assert small.dtype == np.min_scalar_type(k - 1) and np.array_equal(small, symbols)
+    # the payload stays within the tuple model's overhead budget of n·H(empirical) (plus the final ANS state)
+    words = symbol_stream_extent(data, 0)[1]
+    assert 8 * words <= empirical_entropy_bits(symbols) * (1 + 2 * tuples.OVERHEAD_BUDGET) + 64
+
+
+def test_tuple_size_follows_its_rule():
+    """m is the largest with r^m <= 4096 whose floor cost r^m / (2^24 ln 2) fits the budget of m·H bits."""
+    import math
+
+    assert tuples.tuple_size(np.array([5, 5])) == 12                   # H = 1 bit: 2^12 letters
+    assert tuples.tuple_size(np.full(11, 9)) == 3                      # 11^3 = 1331 <= 4096 < 11^4
+    assert tuples.tuple_size(np.full(65, 1)) == 1                      # 65^2 > 4096
+    assert tuples.tuple_size(np.array([7])) == 1
+    skewed = np.array([10**6, 1])                                      # H ≈ 2.1e-5 bits: no tuple pays
+    assert tuples.tuple_size(skewed) == 1
+    for counts in (np.array([1000, 1]), np.array([90, 5, 5]), np.array([1, 1, 1, 1000])):
+        m = tuples.tuple_size(counts)
+        p = counts / counts.sum()
+        h = -(p * np.log2(p)).sum()
+        r = counts.size
+        assert r ** m <= tuples.MAX_TUPLE_ALPHABET
+        assert m == 1 or r ** m / (2**24 * math.log(2)) <= tuples.OVERHEAD_BUDGET * m * h
+        assert r ** (m + 1) > tuples.MAX_TUPLE_ALPHABET or \
+            r ** (m + 1) / (2**24 * math.log(2)) > tuples.OVERHEAD_BUDGET * (m + 1) * h
+
+
+def test_format_byte_records_the_tuple_size():
+    s = _GAUSS
+    assert encode_symbols(s, 11, grouped=True)[0] == 0x31
+    assert encode_symbols(s, 11, grouped=True, checksum=False)[0] == 0x32
+    assert encode_symbols(s, 11, grouped=False)[0] == 1
+    # below GROUPED_MIN_SYMBOLS the default writes exactly the bytes of the format without tuples
+    assert encode_symbols(s, 11) == encode_symbols(s, 11, grouped=False)
+
+
+def test_large_streams_use_tuples_and_old_format_still_decodes():
+    """Above GROUPED_MIN_SYMBOLS the default codes tuples; a stream written without them (the format of every
+    earlier version) still decodes to the same symbols, and both are measured from their headers alone."""
+    from tokenbound.coding.entropy import GROUPED_MIN_SYMBOLS, symbol_stream_extent
+
+    n = GROUPED_MIN_SYMBOLS + 5
+    s = np.resize(_GAUSS.astype(np.uint8), n)
+    new, old = encode_symbols(s, 11), encode_symbols(s, 11, grouped=False)
+    assert new[0] == 0x31 and old[0] == 1
+    for data in (new, old):
+        assert symbol_stream_extent(data)[0] == len(data)
+        assert np.array_equal(decode_symbols(data, dtype=None), s)
+    assert np.array_equal(decode_symbols(old), s)
+    assert abs(len(new) - len(old)) <= 16  # same counts header, payloads within a few words
+
+
+def test_grouped_corruption_is_caught():
+    data = bytearray(encode_symbols(_T.integers(0, 5, 3000), 5, grouped=True))
+    assert data[0] >> 4 > 1
+    for i in range(len(data)):
+        bad = bytearray(data)
+        bad[i] ^= 0x5A
+        with pytest.raises(TokenboundError):
+            decode_symbols(bytes(bad))
+    for byte in (0x11, 0x12, 0x03, 0xF1):  # m = 1 is never written; c must be 1 or 2; 5^15 letters too many
+        with pytest.raises(TokenboundError):
+            decode_symbols(bytes([byte]) + bytes(data[1:]))
+
+
+def test_decode_dtype_is_checked():
+    data = encode_symbols(np.array([0, 299, 5]), 300)
+    assert decode_symbols(data, dtype=None).dtype == np.uint16
+    assert decode_symbols(data, dtype=np.int16).dtype == np.int16
+    for bad in (np.int8, np.uint8, np.float64):
+        with pytest.raises(TokenboundError, match="dtype"):
+            decode_symbols(data, dtype=bad)
+
+
+def test_grouped_byte_format_is_pinned():
+    """The bytes of a fixed tuple-coded stream never change (artifacts coded earlier must decode bit-exactly)."""
+    import hashlib
+
+    s = _lcg_symbols(200_003, [0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.99, 1.0])
+    data = encode_symbols(s, 9, grouped=True)
+    assert data[0] == 0x31
+    assert hashlib.sha256(data).hexdigest() == "d9ee62e3dff9773120a7b70aab4a67cda635894e4803fb6a128a347843bc86ad"
+    assert np.array_equal(decode_symbols(data), s)

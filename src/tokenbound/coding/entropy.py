@@ -5,18 +5,23 @@ produces actual bytes and decodes them back; ``coded_length_bits`` is just ``8 *
 
 Symbol-stream format (``encode_symbols``), all integers as unsigned LEB128 varints:
 
-    version byte | K | n | r | r × (gap, count − 1) | W | W little-endian uint32 words | CRC32 (4 bytes LE)
+    format byte | K | n | r | r × (gap, count − 1) | W | W little-endian uint32 words | CRC32 (4 bytes LE)
 
 - K is the alphabet size, n the number of symbols, r the number of *distinct* symbols present; the r
   present symbols are listed in increasing order as gaps (symbol − previous − 1, previous = −1) with their
-  counts, so absent symbols cost nothing and the header is canonical (one byte string per input).
+  counts, so absent symbols cost nothing.
 - The payload is the symbols coded with constriction's ANS coder over the compact alphabet of the r present
   symbols, with ONE shared ``Categorical`` model built from the integer counts (``perfect=False``): the
   decoder rebuilds exactly the same model from the header, so encoder and decoder agree bit for bit.
   When r <= 1 the payload is empty (W = 0): the header already determines the stream.
+- The format byte is 16·m + c. c = 1: a CRC32 follows the words; c = 2 (``checksum=False``): no CRC, for
+  streams embedded in a container that carries its own checksum (e.g. a model bitstream), where 32 bits per
+  stream would be wasted prior mass. m = 0: the symbols are coded one by one (format bytes 1 and 2, the only
+  format before tuples existed; ``grouped=False`` still writes it). m >= 2: consecutive m-tuples of symbols
+  are coded as one letter of the product alphabet (coding/tuples.py), which divides the decoder's work by
+  about m; ``encode_symbols`` uses it only for streams of at least ``GROUPED_MIN_SYMBOLS`` symbols, so
+  smaller streams keep their bytes.
 - The CRC32 covers every byte before it, so any corrupted byte is reported as a ``TokenboundError``.
-  Version byte 1 has the CRC; version 2 (``checksum=False``) omits it, for streams embedded in a container
-  that carries its own checksum (e.g. a model bitstream), where 32 bits per stream would be wasted prior mass.
 
 The format is self-delimiting (the decoder knows where the message ends from its own prefix), hence the set
 of all valid encodings is prefix-free: its length in bits is a valid Kraft code length as is.
@@ -33,9 +38,14 @@ import zlib
 import numpy as np
 
 from ..errors import TokenboundError
+from . import tuples
+from .varint import read_varint, varint_decode, varint_encode  # noqa: F401 (varints re-exported)
 
 FORMAT_VERSION = 1           # with CRC32
 FORMAT_VERSION_NO_CRC = 2    # without (embedded streams)
+# streams of at least this many symbols code m-tuples (format byte 16·m + c) when that pays; below it the
+# bytes are those every earlier version wrote
+GROUPED_MIN_SYMBOLS = 1 << 22
 # constriction's default coders quantize probabilities to 24 bits; keep the alphabet well inside that.
 MAX_DISTINCT_SYMBOLS = 1 << 20
 # symbols per counting pass when the alphabet itself is too large for BLOCK to pay (bounds the intp copy)
@@ -45,72 +55,6 @@ CHUNK = 1 << 24
 # coder is a stack, so the bytes do not depend on how the stream is split into calls.
 BLOCK = 1 << 16
 _WHAT = "entropy-coded stream"
-
-
-# -- varints (unsigned LEB128), vectorised -----------------------------------------------------------------
-def varint_encode(ints) -> bytes:
-    """Unsigned LEB128 encoding of a sequence of non-negative integers (< 2^63), concatenated."""
-    v = np.asarray(ints, dtype=np.int64).reshape(-1) if not isinstance(ints, (int, np.integer)) \
-        else np.asarray([ints], dtype=np.int64)
-    if v.size == 0:
-        return b""
-    if (v < 0).any():
-        raise ValueError("varint_encode: values must be non-negative")
-    u = v.astype(np.uint64)
-    bitlen = np.zeros(u.shape, dtype=np.int64)
-    rest = u.copy()
-    while rest.any():  # count the 7-bit groups of each value (at most 9 rounds)
-        nz = rest != 0
-        bitlen[nz] += 1
-        rest >>= np.uint64(7)
-    nbytes = np.maximum(bitlen, 1)
-    ends = np.cumsum(nbytes)
-    starts = ends - nbytes
-    out = np.empty(int(ends[-1]), dtype=np.uint8)
-    for j in range(int(nbytes.max())):
-        sel = nbytes > j
-        byte = (u[sel] >> np.uint64(7 * j)) & np.uint64(0x7F)
-        cont = (nbytes[sel] - 1 > j).astype(np.uint64) << np.uint64(7)
-        out[starts[sel] + j] = (byte | cont).astype(np.uint8)
-    return out.tobytes()
-
-
-def varint_decode(data: bytes, offset: int = 0, count: int | None = None) -> tuple[np.ndarray, int]:
-    """Decode `count` varints (all remaining bytes if None) from data[offset:].
-
-    Returns (int64 array of values, offset just after the last byte read). Truncated, over-long (> 63 bits)
-    or non-canonical (a redundant trailing zero group) varints raise TokenboundError.
-    """
-    buf = np.frombuffer(data, dtype=np.uint8, offset=offset) if offset <= len(data) else np.zeros(0, np.uint8)
-    if count is not None:
-        buf = buf[: 9 * count]  # a varint has at most 9 bytes: never scan the rest of a long message
-    if count == 0:
-        return np.zeros(0, dtype=np.int64), offset
-    terminal = np.flatnonzero(buf < 0x80)
-    if count is None:
-        if buf.size and buf[-1] >= 0x80:
-            raise TokenboundError(f"{_WHAT}: truncated varint")
-        count = terminal.size
-        if count == 0:
-            return np.zeros(0, dtype=np.int64), offset
-    elif terminal.size < count:
-        raise TokenboundError(f"{_WHAT}: truncated (expected {count} varints at byte {offset})")
-    ends = terminal[:count] + 1
-    starts = np.concatenate(([0], ends[:-1]))
-    lengths = ends - starts
-    if lengths.max() > 9:
-        raise TokenboundError(f"{_WHAT}: varint longer than 63 bits at byte {offset}")
-    if ((buf[ends - 1] == 0) & (lengths > 1)).any():
-        raise TokenboundError(f"{_WHAT}: non-canonical varint at byte {offset}")
-    used = buf[: ends[-1]].astype(np.uint64) & np.uint64(0x7F)
-    pos = np.arange(ends[-1]) - np.repeat(starts, lengths)
-    values = np.add.reduceat(used << (np.uint64(7) * pos.astype(np.uint64)), starts)
-    return values.astype(np.int64), offset + int(ends[-1])
-
-
-def _read_varint(data: bytes, offset: int) -> tuple[int, int]:
-    vals, offset = varint_decode(data, offset, 1)
-    return int(vals[0]), offset
 
 
 # -- entropy ---------------------------------------------------------------------------------------------
@@ -154,11 +98,15 @@ def _present_counts(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return present.astype(np.int64), counts.astype(np.int64)
 
 
-def encode_symbols(symbols: np.ndarray, alphabet_size: int | None = None, *, checksum: bool = True) -> bytes:
+def encode_symbols(symbols: np.ndarray, alphabet_size: int | None = None, *, checksum: bool = True,
+                   grouped: bool | None = None) -> bytes:
     """Entropy code a 1-D array of integers in [0, K) into a self-contained, self-delimiting byte string.
 
     K defaults to max(symbols) + 1. The payload is within a few words of ``empirical_entropy_bits``;
     the header costs a few bytes per distinct symbol present (absent symbols are free).
+    `grouped`: whether m-tuples of symbols may be coded as one letter (``tuples.tuple_size`` picks m; 1 means
+    no); None (the default) allows it for streams of at least GROUPED_MIN_SYMBOLS symbols, False never
+    (format bytes 1/2, decodable by every earlier version), True at any length.
     """
     import constriction
 
@@ -182,59 +130,90 @@ def encode_symbols(symbols: np.ndarray, alphabet_size: int | None = None, *, che
     gaps = np.diff(present, prepend=-1) - 1
     pairs = np.empty(2 * r, dtype=np.int64)
     pairs[0::2], pairs[1::2] = gaps, counts - 1
-    version = FORMAT_VERSION if checksum else FORMAT_VERSION_NO_CRC
+    allowed = s.size >= GROUPED_MIN_SYMBOLS if grouped is None else bool(grouped)
+    m = tuples.tuple_size(counts) if allowed else 1
+    version = (FORMAT_VERSION if checksum else FORMAT_VERSION_NO_CRC) | (m << 4 if m > 1 else 0)
     header = bytes([version]) + varint_encode([k, s.size, r]) + varint_encode(pairs)
     if r <= 1:
         words = np.zeros(0, dtype=np.uint32)
     else:
-        remap = None
-        if present[-1] < max(1 << 24, 4 * s.size):
-            remap = np.zeros(int(present[-1]) + 1, dtype=np.int32)
-            remap[present] = np.arange(r, dtype=np.int32)
-        model = _categorical(counts)
+        compact = _compactor(present, r, s.size)
         coder = constriction.stream.stack.AnsCoder()
-        # ANS is a stack: push the blocks last-first so that decoding pops them in stream order.
-        for start in reversed(range(0, s.size, BLOCK)):
-            chunk = s[start:start + BLOCK]
-            if int(present[-1]) == r - 1:  # every symbol of [0, r) present: the symbols are their own indices
-                compact = chunk.astype(np.int32)
-            elif remap is not None:
-                compact = remap[chunk]
-            else:
-                compact = np.searchsorted(present, chunk).astype(np.int32)
-            coder.encode_reverse(compact, model)
+        # ANS is a stack: push last-first so that decoding pops in stream order. The n mod m symbols after the
+        # last whole tuple go first (they are decoded last), one by one.
+        body = s.size - s.size % m
+        if body < s.size:
+            coder.encode_reverse(compact(s[body:]), _categorical(counts))
+        model = _categorical(counts) if m == 1 else _categorical(tuples.tuple_probabilities(counts, m))
+        step = m * BLOCK
+        for start in reversed(range(0, body, step)):
+            c = compact(s[start:min(start + step, body)])
+            coder.encode_reverse(c if m == 1 else tuples.tuple_indices(c, r, m), model)
         words = coder.get_compressed().astype("<u4", copy=False)
-    body = header + varint_encode([words.size]) + words.tobytes()
-    return (body + _crc_bytes(body)) if checksum else body
+    out = header + varint_encode([words.size]) + words.tobytes()
+    return (out + _crc_bytes(out)) if checksum else out
+
+
+def _compactor(present: np.ndarray, r: int, n: int):
+    """The map from a block of symbols to their int32 indices among the `present` ones."""
+    if int(present[-1]) == r - 1:  # every symbol of [0, r) present: the symbols are their own indices
+        return lambda chunk: chunk.astype(np.int32)
+    if present[-1] < max(1 << 24, 4 * n):
+        remap = np.zeros(int(present[-1]) + 1, dtype=np.int32)
+        remap[present] = np.arange(r, dtype=np.int32)
+        return lambda chunk: remap[chunk]
+    return lambda chunk: np.searchsorted(present, chunk).astype(np.int32)
 
 
 def _crc_bytes(body: bytes) -> bytes:
     return (zlib.crc32(body) & 0xFFFFFFFF).to_bytes(4, "little")
 
 
-def decode_symbols_from(data: bytes, offset: int = 0) -> tuple[np.ndarray, int]:
-    """Decode one symbol stream starting at `offset`; returns (int64 symbols, offset after the stream)."""
-    out, end, _ = _decode_symbols(bytes(data), offset)
+def decode_symbols_from(data: bytes, offset: int = 0, *, dtype=np.int64) -> tuple[np.ndarray, int]:
+    """Decode one symbol stream starting at `offset`; returns (symbols, offset after the stream).
+
+    `dtype`: of the returned array (int64 by default); None picks the smallest unsigned integer type that holds
+    K − 1, which saves writing 8 bytes per symbol when the caller does not need them (1 for K <= 256).
+    """
+    out, end, _ = _decode_symbols(bytes(data), offset, dtype)
     return out, end
 
 
-def _decode_symbols(data: bytes, offset: int) -> tuple[np.ndarray, int, bool]:
+def _format_byte(data: bytes, offset: int) -> tuple[bool, int]:
+    """(whether the stream at `offset` carries a CRC32, its tuple size m, 1 when symbols are coded singly)."""
+    if offset >= len(data):
+        raise TokenboundError(f"{_WHAT}: truncated (no data at byte {offset})")
+    version = data[offset]
+    m, c = version >> 4, version & 0x0F
+    if c not in (FORMAT_VERSION, FORMAT_VERSION_NO_CRC) or m == 1:
+        raise TokenboundError(f"{_WHAT}: unknown format version {version} at byte {offset} (corrupted?)")
+    return c == FORMAT_VERSION, max(m, 1)
+
+
+def _output_dtype(dtype, k: int) -> np.dtype:
+    if dtype is None:
+        return np.min_scalar_type(max(k - 1, 0))
+    dt = np.dtype(dtype)
+    if dt.kind not in "iu" or k - 1 > np.iinfo(dt).max:
+        raise TokenboundError(f"dtype: {dt} cannot hold the symbols of a stream over {k} letters")
+    return dt
+
+
+def _decode_symbols(data: bytes, offset: int, dtype=np.int64) -> tuple[np.ndarray, int, bool]:
     """(symbols, offset after the stream, whether it carried a CRC)."""
     import constriction
 
     start = offset
-    if offset >= len(data):
-        raise TokenboundError(f"{_WHAT}: truncated (no data at byte {offset})")
-    version = data[offset]
-    if version not in (FORMAT_VERSION, FORMAT_VERSION_NO_CRC):
-        raise TokenboundError(f"{_WHAT}: unknown format version {version} at byte {offset} (corrupted?)")
-    checked = version == FORMAT_VERSION
+    checked, m = _format_byte(data, offset)
     (k, n, r), offset = varint_decode(data, offset + 1, 3)
     k, n, r = int(k), int(n), int(r)
     if r > min(k, n, MAX_DISTINCT_SYMBOLS) or (n > 0 and r == 0) or 2 * r > len(data) - offset:
         raise TokenboundError(f"{_WHAT}: inconsistent header (K={k}, n={n}, distinct={r}; corrupted?)")
+    if m > 1 and (r < 2 or r ** m > tuples.MAX_TUPLE_ALPHABET):
+        raise TokenboundError(f"{_WHAT}: inconsistent header ({r}-symbol tuples of {m}; corrupted?)")
+    dt = _output_dtype(dtype, k)
     pairs, offset = varint_decode(data, offset, 2 * r)
-    nwords, offset = _read_varint(data, offset)
+    nwords, offset = read_varint(data, offset)
     end = offset + 4 * nwords
     crc_len = 4 if checked else 0
     if end + crc_len > len(data):
@@ -247,28 +226,20 @@ def _decode_symbols(data: bytes, offset: int) -> tuple[np.ndarray, int, bool]:
     if (r and present[-1] >= k) or int(counts.sum()) != n or (r <= 1 and nwords):
         raise TokenboundError(f"{_WHAT}: inconsistent header (symbols/counts do not match K={k}, n={n})")
     if r == 0:
-        return np.zeros(0, dtype=np.int64), end + crc_len, checked
+        return np.zeros(0, dtype=dt), end + crc_len, checked
     if r == 1:
-        return np.full(n, present[0], dtype=np.int64), end + crc_len, checked
+        return np.full(n, present[0], dtype=dt), end + crc_len, checked
     words = np.frombuffer(data, dtype="<u4", count=nwords, offset=offset).astype(np.uint32)
     coder = constriction.stream.stack.AnsCoder(words)
-    model = _categorical(counts)
     try:
-        out = _output_array(n)
+        out = _output_array(n, dt)
     except (MemoryError, ValueError):
         raise TokenboundError(f"{_WHAT}: header claims {n} symbols (corrupted?)") from None
-    decoded_counts = np.zeros(r, dtype=np.int64)
-    identity = int(present[-1]) == r - 1  # every symbol of [0, K) present: no remapping needed
     try:
-        for pos in range(0, n, BLOCK):  # in-cache blocks: the copy and the count cost ~1 ns a symbol
-            compact = coder.decode(model, min(BLOCK, n - pos))
-            block = out[pos:pos + compact.size]
-            if identity:
-                block[...] = compact
-                decoded_counts += np.bincount(block, minlength=r)  # int64 already: no intp copy
-            else:
-                np.take(present, compact, out=block)
-                decoded_counts += np.bincount(compact, minlength=r)
+        if m == 1:
+            decoded_counts = _decode_singly(coder, _categorical(counts), present, out)
+        else:
+            decoded_counts = _decode_tuples(coder, counts, present, m, out)
     except Exception as e:  # constriction raises on exhausted/invalid data
         raise TokenboundError(f"{_WHAT}: payload does not decode ({e})") from None
     # Belt and braces behind the CRC: the decoded stream must reproduce the header's counts exactly.
@@ -277,8 +248,41 @@ def _decode_symbols(data: bytes, offset: int) -> tuple[np.ndarray, int, bool]:
     return out, end + crc_len, checked
 
 
-def _output_array(n: int) -> np.ndarray:
-    """np.empty(n, int64), without numpy's transparent-huge-page hint for large arrays.
+def _decode_singly(coder, model, present: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Pop out.size symbols coded one by one into `out`; returns the count of each compact symbol."""
+    r = present.size
+    decoded_counts = np.zeros(r, dtype=np.int64)
+    identity = int(present[-1]) == r - 1  # every symbol of [0, K) present: no remapping needed
+    values = present.astype(out.dtype)
+    for pos in range(0, out.size, BLOCK):  # in-cache blocks: the copy and the count cost ~1 ns a symbol
+        compact = coder.decode(model, min(BLOCK, out.size - pos))
+        block = out[pos:pos + compact.size]
+        if identity:
+            block[...] = compact
+        else:
+            np.take(values, compact, out=block, mode="clip")  # compact < r: clip never clips, and never buffers
+        # int64 output already has bincount's type: counting it saves the intp copy of the int32 indices
+        decoded_counts += np.bincount(block if identity and out.dtype == np.intp else compact, minlength=r)
+    return decoded_counts
+
+
+def _decode_tuples(coder, counts: np.ndarray, present: np.ndarray, m: int, out: np.ndarray) -> np.ndarray:
+    """Pop the m-tuples, then the n mod m trailing symbols, into `out`; returns the count of each compact symbol."""
+    r = present.size
+    model = _categorical(tuples.tuple_probabilities(counts, m))
+    table = tuples.tuple_table(present.astype(out.dtype), m)
+    body = out.size - out.size % m
+    tuple_counts = np.zeros(r ** m, dtype=np.int64)
+    for pos in range(0, body, m * BLOCK):
+        idx = coder.decode(model, min(BLOCK, (body - pos) // m))
+        np.take(table, idx, out=out[pos:pos + m * idx.size].view(table.dtype), mode="clip")
+        tuple_counts += np.bincount(idx, minlength=r ** m)
+    decoded_counts = tuples.marginal_counts(tuple_counts, r, m)
+    if body < out.size:
+        decoded_counts += _decode_singly(coder, _categorical(counts), present, out[body:])
+    return decoded_counts
+def _output_array(n: int, dtype: np.dtype) -> np.ndarray:
+    """np.empty(n, dtype), without numpy's transparent-huge-page hint for large arrays.
 
     The output is written once, in order, so huge pages save little; but where the kernel compacts memory
     synchronously for madvised regions (THP defrag "madvise", the Linux default) the hint can make the first
@@ -292,18 +296,21 @@ def _output_array(n: int) -> np.ndarray:
 
     get, set_ = (getattr(multiarray, "_get_madvise_hugepage", None),
                  getattr(multiarray, "_set_madvise_hugepage", None))
-    if get is None or set_ is None or 8 * n < (1 << 22):
-        return np.empty(n, dtype=np.int64)
+    if get is None or set_ is None or n * np.dtype(dtype).itemsize < (1 << 22):
+        return np.empty(n, dtype=dtype)
     previous = set_(False)
     try:
-        return np.empty(n, dtype=np.int64)
+        return np.empty(n, dtype=dtype)
     finally:
         set_(previous)
 
 
-def decode_symbols(data: bytes) -> np.ndarray:
-    """Exact inverse of ``encode_symbols`` (int64 array); any corruption raises TokenboundError."""
-    out, end = decode_symbols_from(data, 0)
+def decode_symbols(data: bytes, *, dtype=np.int64) -> np.ndarray:
+    """Exact inverse of ``encode_symbols``; any corruption raises TokenboundError.
+
+    `dtype` as in ``decode_symbols_from`` (int64 by default, None for the smallest type that holds K − 1).
+    """
+    out, end = decode_symbols_from(data, 0, dtype=dtype)
     if end != len(data):
         raise TokenboundError(f"{_WHAT}: {len(data) - end} trailing bytes after the stream")
     return out
@@ -312,20 +319,16 @@ def decode_symbols(data: bytes) -> np.ndarray:
 def symbol_stream_extent(data: bytes, offset: int = 0) -> tuple[int, int]:
     """(offset just after the symbol stream at `offset`, bytes of its ANS words), read from its header alone.
 
-    Measures a stream without decoding its payload: everything but the words (version byte, K, n, the counts,
+    Measures a stream without decoding its payload: everything but the words (format byte, K, n, the counts,
     the word count, the CRC32) is the stream's header. Truncation or an inconsistent header is a TokenboundError.
     """
-    if offset >= len(data):
-        raise TokenboundError(f"{_WHAT}: truncated (no data at byte {offset})")
-    version = data[offset]
-    if version not in (FORMAT_VERSION, FORMAT_VERSION_NO_CRC):
-        raise TokenboundError(f"{_WHAT}: unknown format version {version} at byte {offset} (corrupted?)")
+    checked, _m = _format_byte(data, offset)
     (k, n, r), off = varint_decode(data, offset + 1, 3)
     if int(r) > min(int(k), int(n), MAX_DISTINCT_SYMBOLS) or 2 * int(r) > len(data) - off:
         raise TokenboundError(f"{_WHAT}: inconsistent header at byte {offset} (corrupted?)")
     _pairs, off = varint_decode(data, off, 2 * int(r))
-    nwords, off = _read_varint(data, off)
-    end = off + 4 * nwords + (4 if version == FORMAT_VERSION else 0)
+    nwords, off = read_varint(data, off)
+    end = off + 4 * nwords + (4 if checked else 0)
     if end > len(data):
         raise TokenboundError(f"{_WHAT}: truncated (stream at byte {offset} needs {end - offset} bytes)")
     return end, 4 * nwords
@@ -355,7 +358,7 @@ def decode_integers_from(data: bytes, offset: int = 0) -> tuple[np.ndarray, int]
     data = bytes(data)
     buckets, offset, checked = _decode_symbols(data, offset)
     body_start = offset
-    nbytes, offset = _read_varint(data, offset)
+    nbytes, offset = read_varint(data, offset)
     end = offset + nbytes
     crc_len = 4 if checked else 0
     if end + crc_len > len(data):
