@@ -1,4 +1,4 @@
-"""Shared plumbing of the studies: scales, resumable stages (``stages.py``), data, train/compress/certify wrappers, outputs.
+"""Shared plumbing of the studies: scales, resumable stages (``stages.py``), data, pipeline wrappers, outputs.
 
 A study writes under its output directory OUT:
 - ``data/`` (when it prepares its own TokenStore), ``runs/``, ``compressed/``, ``markov/``: the artifacts;
