@@ -55,8 +55,10 @@ def test_demo_time_limit_aborts_and_resumes_to_the_same_certificate(tiny_corpus,
     from tokenbound.errors import TimeLimitReached
 
     out = tmp_path / "demo"
+    cfg = tiny_config(tiny_corpus)
     with pytest.raises(TimeLimitReached, match="--minutes.*rerun the demo"):
-        demo(out, minutes=1e-6, cfg=tiny_config(tiny_corpus), progress=False)
+        demo(out, minutes=1e-6, cfg=cfg, progress=False)
+    assert cfg == tiny_config(tiny_corpus) and cfg.train_minutes is None  # the limit never edits the caller's config
     assert not (out / "run").exists() and not (out / "certificates").exists()
     resumed = demo(out, cfg=tiny_config(tiny_corpus), progress=False)
     fresh = demo(tmp_path / "fresh", cfg=tiny_config(tiny_corpus), progress=False)

@@ -1,28 +1,32 @@
-"""`tokenbound demo`: the main job, end to end on the default corpus (DESIGN §1).
+"""`tokenbound demo`: the main job, end to end on the default corpus (docs/design.md).
 
 prepare (stdlib, BPE) → train a compressed GPT for a fixed number of steps → quantize + entropy-code it → certify it
 (token level, document-level baseline, held-out) → Markov-chain baselines of order 1–3 on the same tokens →
 report (Markdown + PNG) → print the table.
 
-Every stage writes its artifact under OUT and is skipped when that artifact already exists, so an interrupted
-demo resumes where it stopped (training itself resumes from its checkpoint).
+Every stage writes its artifact under OUT and is skipped when that artifact already exists (``stages.py``, the
+mechanism the studies use too), so an interrupted demo resumes where it stopped (training itself resumes from its
+checkpoint).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .artifacts import MANIFEST, ensure_parent_dir
+from .artifacts import ensure_parent_dir, read_json
 from .errors import TimeLimitReached, TokenboundError
+from .stages import Stages
 
 
-@dataclass
+@dataclass(frozen=True)
 class DemoConfig:
+    """The demo's settings; frozen, so `demo` derives any change (``dataclasses.replace``) instead of editing the
+    caller's config."""
+
     corpus: str = "stdlib"
     tokenizer: str = "bpe:8192"
     val_fraction: float = 0.05
@@ -36,7 +40,7 @@ class DemoConfig:
     train_steps: int = 500
     train_minutes: float | None = None
     compress_method: str = "quant:levels=11"
-    # Block sampling over strided windows: one forward pass scores 64 tokens (issue 7; docs/scoring.md)
+    # Block sampling over strided windows: one forward pass scores 64 tokens (docs/scoring.md)
     context: str = "doc:128/64"
     sampler: str = "block"
     samples: int = 1500
@@ -46,14 +50,6 @@ class DemoConfig:
     markov_orders: tuple[int, ...] = (1, 2, 3)
     seed: int = 0
     device: str = "cpu"
-
-
-def _log(msg: str) -> None:
-    print(f"[demo] {msg}", file=sys.stderr, flush=True)
-
-
-def _done(path: Path) -> bool:
-    return (path / MANIFEST).exists() if path.suffix != ".json" else path.exists()
 
 
 def demo(out: Path = Path("demo_out"), *, minutes: float | None = None, cfg: DemoConfig | None = None,
@@ -83,17 +79,8 @@ def demo(out: Path = Path("demo_out"), *, minutes: float | None = None, cfg: Dem
     started = time.time()
     data, run, comp = out / "data", out / "run", out / "compressed"
     certs = out / "certificates"
-    timings: dict[str, float] = {}
-
-    def stage(name: str, target: Path, fn) -> None:
-        if _done(target):
-            _log(f"{name}: {target} exists, skipped")
-            return
-        _log(f"{name} ...")
-        t = time.time()
-        fn()
-        timings[name] = round(time.time() - t, 1)
-        _log(f"{name}: done in {timings[name]} s")
+    stages = Stages("demo")
+    stage = stages.run
 
     stage("prepare", data, lambda: prepare(cfg.corpus, cfg.tokenizer, data, val_fraction=cfg.val_fraction,
                                            seed=cfg.seed))
@@ -129,9 +116,6 @@ def demo(out: Path = Path("demo_out"), *, minutes: float | None = None, cfg: Dem
     cert_paths = [gpt_cert, held] + [certs / f"markov-{k}.json" for k in cfg.markov_orders]
     report = write_report(cert_paths, out / "report.md", title="tokenbound demo", names=names)
     table = "\n".join(line for line in report.splitlines() if line.startswith("|"))
-
-    from .artifacts import read_json
-
     headline = read_json(gpt_cert)
     return {"table": table, "headline": summary_lines(headline), "certificates": [str(p) for p in cert_paths],
-            "report": str(out / "report.md"), "timings": timings, "seconds": round(time.time() - started, 1)}
+            "report": str(out / "report.md"), "timings": stages.timings, "seconds": round(time.time() - started, 1)}

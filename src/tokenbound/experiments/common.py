@@ -1,4 +1,4 @@
-"""Shared plumbing of the studies: scales, resumable stages, data, train/compress/certify wrappers, outputs.
+"""Shared plumbing of the studies: scales, resumable stages (``stages.py``), data, pipeline wrappers, outputs.
 
 A study writes under its output directory OUT:
 - ``data/`` (when it prepares its own TokenStore), ``runs/``, ``compressed/``, ``markov/``: the artifacts;
@@ -14,8 +14,6 @@ Invariants:
 from __future__ import annotations
 
 import json
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -24,6 +22,7 @@ import numpy as np
 
 from ..artifacts import MANIFEST, read_json, write_bytes, write_json
 from ..errors import TokenboundError
+from ..stages import Stages, done
 
 SCALES = ("tiny", "small", "paper")
 DEFAULT_STDLIB_STORE = Path("data/stdlib")  # the project's stdlib BPE-8192 store, when it has been prepared
@@ -62,30 +61,24 @@ class Study:
                 raise TokenboundError(f"--data {self.data}: not a TokenStore directory (no manifest.json)")
         self.out.mkdir(parents=True, exist_ok=True)
 
-    def log(self, msg: str) -> None:
-        print(f"[{self.name}] {msg}", file=sys.stderr, flush=True)
+    @property
+    def stages(self) -> Stages:
+        """The study's stages (log lines prefixed with its name; timings recorded in ``self.timings``)."""
+        return Stages(self.name, self.timings)
 
-    def stage(self, label: str, target: Path, fn: Callable[[], Any]) -> None:
-        """Run `fn` unless `target` (a .json file, or a directory with a manifest) already exists."""
-        if done(target):
-            self.log(f"{label}: {target} exists, skipped")
-            return
-        self.log(f"{label} ...")
-        t = time.time()
-        fn()
-        self.timings[label] = round(time.time() - t, 1)
-        self.log(f"{label}: done in {self.timings[label]} s")
+    def log(self, msg: str) -> None:
+        self.stages.log(msg)
+
+    def stage(self, label: str, target: Path, fn: Callable[[], Any]) -> bool:
+        """Run `fn` unless `target` (a .json file, or a directory with a manifest) already exists; return
+        whether it ran (``stages.Stages.run``)."""
+        return self.stages.run(label, target, fn)
 
     def path(self, *parts: str) -> Path:
         return self.out.joinpath(*parts)
 
     def cert_path(self, name: str) -> Path:
         return self.path("certificates", f"{name}.json")
-
-
-def done(target: Path) -> bool:
-    target = Path(target)
-    return target.exists() if target.suffix == ".json" else (target / MANIFEST).exists()
 
 
 # -- data ----------------------------------------------------------------------------------------------------
