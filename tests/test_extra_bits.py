@@ -82,7 +82,7 @@ def test_cli_bad_extra_bits_is_a_one_line_error(setup, tmp_path, capsys, argv, m
 
 def test_a_name_the_message_already_charges_is_refused(setup, tmp_path):
     msg = MessageLength(100.0, "test message", True, {"quantization_levels": 2.0})
-    with pytest.raises(TokenboundError, match="--extra-bits: quantization_levels already charged"):
+    with pytest.raises(TokenboundError, match="extra_bits: quantization_levels already charged"):
         bound(setup / "markov", setup / "store", tmp_path / "c.json", samples=50, message=msg,
               extra_bits={"quantization_levels": 0.0}, progress=False)
 

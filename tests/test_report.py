@@ -10,7 +10,7 @@ from tokenbound.data.store import write_store
 from tokenbound.models.markov import fit_store
 from tokenbound.report import checked_rows
 from tokenbound.report.plots import CLIP_FACTOR, bound_vs_message_figure
-from tokenbound.report.tables import _fmt_count, _fmt_error_rate, markdown_table
+from tokenbound.report.flat import fmt_count as _fmt_count, fmt_error_rate as _fmt_error_rate, markdown_table
 
 
 @pytest.fixture(scope="module")
