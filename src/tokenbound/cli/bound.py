@@ -29,6 +29,7 @@ def add_arguments(p) -> None:
                    help="model input rows per forward pass (memory and speed only; the numbers do not depend on it)")
     p.add_argument("--device", type=device, default="cpu", help="cpu | cuda | cuda:N: where the model scores")
     p.add_argument("--force", action="store_true", help="overwrite an existing certificate")
+    p.set_defaults(_flags={"n": "--samples", "rule": "--context"})  # evaluate.score's names for them
 
 
 def run(args) -> int:

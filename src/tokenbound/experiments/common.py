@@ -56,7 +56,7 @@ class Study:
 
         self.out = Path(self.out)
         check_scale(self.scale)
-        self.extra_bits = check_extra_bits(self.extra_bits, "--extra-bits")
+        self.extra_bits = check_extra_bits(self.extra_bits)
         if self.data is not None:
             self.data = Path(self.data)
             if not (self.data / MANIFEST).exists():
