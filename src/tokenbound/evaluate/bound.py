@@ -1,4 +1,4 @@
-"""`tokenbound bound`: score a model on its training tokens, then certify it (DESIGN §1, §3, §6).
+"""`tokenbound bound`: score a model on its training tokens, then certify it (docs/scoring.md, docs/theory.md).
 
 The certificate is written next to the statistics it was computed from:
 ``CERT.json`` and ``CERT.stats/`` (the scorer's shards and ``tokenstats.npz``; ``CERT.docstats/`` for the
