@@ -303,8 +303,7 @@ def summary_lines(cert: Certificate | Mapping[str, Any]) -> list[str]:
                 "(message length 0)"
     lines = [
         f"{label}: {v['bound']:.3f} bits/token  [{v['bound_method']}, alpha={v['alpha']}]",
-        f"  = empirical {v['empirical_bits']:.3f} + complexity {v['complexity_bits']:.3f}"
-        f" + subsampling {v['subsample_bits']:.3f}",
+        f"  = empirical {v['empirical']:.3f} + complexity {v['complexity']:.3f} + subsampling {v['subsample']:.3f}",
         f"  random guess: {v['random_guess']:.3f} bits/token  ->  " + ("VACUOUS" if v["vacuous"] else "non-vacuous"),
         f"  m = {v['num_tokens']:,} tokens, n = {v['sample_size']:,} draws ({v['sampler']}), "
         f"context {v['context']}, delta = {v['delta']}, message = {v['message_bits']:,.0f} bits",

@@ -223,7 +223,7 @@ def unsmoothed_bits(prob: np.ndarray) -> float:
 
 def cert_numbers(path: Path) -> dict[str, Any]:
     """The numbers a study table shows for one certificate (report/flat.py; bits per token, top-k: error
-    rates), its path, and "unsmoothed": the model's own loss on the sampled positions ("empirical_bits" is the
+    rates), its path, and "unsmoothed": the model's own loss on the sampled positions ("empirical" is the
     smoothed loss at the certificate's α, what the bound adds to)."""
     from ..bounds.schema import Certificate
     from ..evaluate.bound import load_stats

@@ -70,7 +70,7 @@ def run(study: Study) -> dict[str, Any]:
         rows.append({"name": name, "layers": layers, "subspace": dim, "method": method, **c})
     table = markdown_table(rows, [
         ("name", "model"), ("subspace", "subspace dim"), ("method", "compression"), ("message_bits", "message bits"),
-        ("unsmoothed", "loss (unsmoothed)"), ("alpha", "α"), ("empirical_bits", "empirical (smoothed)"),
+        ("unsmoothed", "loss (unsmoothed)"), ("alpha", "α"), ("empirical", "empirical (smoothed)"),
         ("bound", "token-level bound"), ("top1", "top-1 err"), ("top10", "top-10 err"),
         ("top100", "top-100 err"), ("document_level", "doc-level bound (prior work)")])
     sub = next(r for r in rows if r["name"] == SUBLORA)

@@ -76,8 +76,8 @@ def run(study: Study) -> dict[str, Any]:
         certs.append(gcert)
         g = cert_numbers(gcert)
         rows.append({"k": k, "context": rule, "markov_bound": m and m["bound"],
-                     "markov_empirical": m and m["empirical_bits"], "markov_message_bits": m and m["message_bits"],
-                     "gpt_bound": g["bound"], "gpt_empirical": g["empirical_bits"], "gpt_message_bits": g["message_bits"],
+                     "markov_empirical": m and m["empirical"], "markov_message_bits": m and m["message_bits"],
+                     "gpt_bound": g["bound"], "gpt_empirical": g["empirical"], "gpt_message_bits": g["message_bits"],
                      "markov_unsmoothed": m and m["unsmoothed"], "gpt_unsmoothed": g["unsmoothed"],
                      "random_guess": g["random_guess"], "num_tokens": g["num_tokens"],
                      "better": None if m is None else "GPT" if g["bound"] < m["bound"] else "Markov",

@@ -119,7 +119,7 @@ def run(study: Study) -> dict[str, Any]:
     table = markdown_table(rows, [
         ("model", "model"), ("random_memorized", "acc. random (memorized)"),
         ("structured_fresh", "acc. structured (fresh)"), ("structured_train", "acc. structured (train)"),
-        ("message_bits", "message bits"), ("empirical_bits", "empirical"), ("bound", "bound"), ("top1", "top-1 err bound")])
+        ("message_bits", "message bits"), ("empirical", "empirical"), ("bound", "bound"), ("top1", "top-1 err bound")])
     plot = plot_accuracy(rows, study.path("accuracy_vs_levels.png"))
     info = read_json(ds_dir / "dataset.json")
     chance = 1.0 / (s["vocab"] - 1)
@@ -151,7 +151,7 @@ def plot_accuracy(rows: list[dict[str, Any]], out: Path) -> Path:
     ax.set_title("Accuracy (dashed: unquantized)")
     ax.legend(fontsize=8)
     bx.plot(ks, [r["bound"] for r in q], "o-", label="bound")
-    bx.plot(ks, [r["empirical_bits"] for r in q], "s:", label="empirical")
+    bx.plot(ks, [r["empirical"] for r in q], "s:", label="empirical")
     random_guess_line(bx, fl["random_guess"])
     bx.set_xscale("log", base=2)
     bx.invert_xaxis()

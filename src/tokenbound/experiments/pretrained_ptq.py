@@ -135,7 +135,7 @@ def run(study: Study) -> dict[str, Any]:
         certs += [held, proxy]
         h, p = cert_numbers(held), cert_numbers(proxy)
         rows.append({"model": label, "message_bits": p["message_bits"], "heldout_bits": h["unsmoothed"],
-                     "heldout_bound": h["bound"], "proxy_bound": p["bound"], "proxy_empirical": p["empirical_bits"],
+                     "heldout_bound": h["bound"], "proxy_bound": p["bound"], "proxy_empirical": p["empirical"],
                      "proxy_tokens": p["num_tokens"], "break_even_tokens": p["break_even_tokens"],
                      "bound_at_training_size": bound_at_size(proxy, s["training_tokens"]),
                      "random_guess": p["random_guess"], "heldout": h, "proxy": p})

@@ -48,7 +48,7 @@ def run(study: Study) -> dict[str, Any]:
     table = markdown_table(rows, [
         ("width", "n_embd"), ("coded_params", "coded params"), ("bits_per_param", "bits/param"),
         ("message_bits", "message bits"), ("unsmoothed", "loss (unsmoothed)"), ("alpha", "α"),
-        ("empirical_bits", "empirical (smoothed)"), ("complexity_bits", "complexity"),
+        ("empirical", "empirical (smoothed)"), ("complexity", "complexity"),
         ("bound", "bound"), ("top1", "top-1 err"), ("top100", "top-100 err")])
     plot = plot_scaling(rows, study.path("bound_vs_size.png"))
     notes = [f"Data: `{data}` (m = {rows[0]['num_tokens']:,} tokens). Preset `{s['preset']}` with {s['model']}, "
@@ -64,7 +64,7 @@ def plot_scaling(rows: list[dict[str, Any]], out: Path) -> Path:
     n = [r["coded_params"] for r in rows]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.plot(n, [r["bound"] for r in rows], "o-", label="bound")
-    ax.plot(n, [r["empirical_bits"] for r in rows], "s-", label="empirical (smoothed)")
+    ax.plot(n, [r["empirical"] for r in rows], "s-", label="empirical (smoothed)")
     ax.plot(n, [r["unsmoothed"] for r in rows], "v:", label="loss (unsmoothed)")
     random_guess_line(ax, rows[0]["random_guess"])
     ax.set_xscale("log")

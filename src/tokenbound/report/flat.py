@@ -25,8 +25,8 @@ def certificate_numbers(cert: Certificate) -> dict[str, Any]:
         "parameterization": desc.get("parameterization") or desc.get("layers") or desc.get("class", ""),
         "trainable_params": desc.get("coded_params") or desc.get("num_coded_params") or desc.get("num_params"),
         "message_bits": cert.inputs.message_bits,
-        "empirical_bits": cert.terms.empirical_bits, "complexity_bits": cert.terms.complexity_bits,
-        "subsample_bits": cert.terms.subsample_bits,
+        "empirical": cert.terms.empirical_bits, "complexity": cert.terms.complexity_bits,
+        "subsample": cert.terms.subsample_bits,
         "bound": cert.bound_bits_per_token, "bound_method": cert.method, "alpha": cert.alpha,
         **{name: bounds[name].bound_bits_per_token if name in bounds else None
            for name in ("azuma", "variance_adaptive", "document_level")},

@@ -90,7 +90,7 @@ def certificate_row(path: Path, cert: Certificate, name: str | None = None) -> d
 
 COLUMNS = [
     ("name", "model"), ("kind", "data"), ("parameterization", "parameterization"),
-    ("trainable_params", "coded params"), ("message_bits", "message bits"), ("empirical_bits", "empirical"),
+    ("trainable_params", "coded params"), ("message_bits", "message bits"), ("empirical", "empirical"),
     ("azuma", "Azuma bound"), ("variance_adaptive", "var.-adaptive bound"), ("document_level", "doc-level bound"),
     ("bound", "headline"), ("bits_per_byte", "headline bits/byte"), ("gzip_bits_per_byte", "gzip -9 bits/byte"),
     ("xz_bits_per_byte", "xz -9e bits/byte"), ("top1", "top-1 err"), ("top10", "top-10 err"), ("top100", "top-100 err"),
