@@ -53,7 +53,11 @@ def main() -> None:
     import torch
 
     from tokenbound import TokenStore, load
-    from tokenbound.bounds.certificate import certify
+    from tokenbound.bounds.certificate import certify as certify_typed
+    from tokenbound.bounds.schema import CertifyInputs
+
+    def certify(stats, **inputs):  # the certificate's JSON form, which this script reads
+        return certify_typed(stats, CertifyInputs(**inputs)).to_json()
     from tokenbound.bounds.smoothing import loss_range_bits, smoothed_loss_bits
     from tokenbound.bounds.subsampling import draw_means, upper_mean
     from tokenbound.evaluate.bound import message_length

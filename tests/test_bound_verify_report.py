@@ -90,10 +90,10 @@ def test_verify_detects_a_changed_store(setup, tmp_path):
 def test_heldout_certificate_costs_no_message_and_refuses_overlap(setup, tmp_path):
     cert = bound(setup / "markov", setup / "store", tmp_path / "held.json", samples=300, heldout=True,
                  progress=False)
-    assert cert["kind"] == "test-set bound" and cert["inputs"]["heldout"]
-    assert cert["bounds"]["azuma"]["terms"]["complexity_bits"] < json.loads(
+    assert cert.kind == "test-set bound" and cert.inputs.heldout
+    assert cert.bounds["azuma"].terms.complexity_bits < json.loads(
         (setup / "cert.json").read_text())["terms"]["complexity_bits"]
-    assert cert["data"]["path"].endswith("val")
+    assert cert.data["path"].endswith("val")
     # the training store itself as "held-out" data
     with pytest.raises(Exception, match="training store"):
         bound(setup / "markov", setup / "store" / "val", tmp_path / "x.json", samples=10, heldout=True,
@@ -104,7 +104,7 @@ def test_resume_gives_identical_certificate(setup, tmp_path):
     args = dict(samples=300, progress=False)
     first = bound(setup / "markov", setup / "store", tmp_path / "a.json", **args)
     again = bound(setup / "markov", setup / "store", tmp_path / "a.json", force=True, **args)
-    assert first["bounds"] == again["bounds"]
+    assert first.bounds == again.bounds
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from tokenbound.bounds import TokenStats, certify, compare, recompute
+from tokenbound.bounds import Certificate, CertifyInputs, TokenStats, compare, recompute
+from tokenbound.bounds import certify as certify_typed
 from tokenbound.bounds.breakeven import azuma_break_even_closed_form
 from tokenbound.bounds.smoothing import smoothed_loss_bits
 from tokenbound.errors import TokenboundError
@@ -32,6 +33,14 @@ def synthetic(n=2000, m=10**6, vocab=8192, seed=0):
     # a plausible, predictable-looking entropy (generated independently of the true token's p)
     ent = rng.gamma(4.0, 0.5, n)
     return make_stats(p, m=m, vocab=vocab, rank=rng.geometric(0.3, n), entropy=ent)
+
+
+def certify(stats, *, document_stats=None, model=None, data=None, provenance=None, **inputs):
+    """The certificate's JSON dict (the schema these tests check) for `inputs` (CertifyInputs fields)."""
+    cert = certify_typed(stats, CertifyInputs(**inputs), document_stats=document_stats, model=model, data=data,
+                         provenance=provenance)
+    assert isinstance(cert, Certificate)
+    return cert.to_json()
 
 
 def roundtrip(cert):
@@ -400,6 +409,57 @@ def test_certificate_without_azuma_ci_recomputes_as_hoeffding():
     del old["inputs"]["azuma_ci"]
     del old["bounds"]["azuma"]["subsample_ci"], old["bounds"]["azuma"]["control_variate"]
     again = recompute(old, stats)
-    assert compare(old, again) == [] and "azuma_ci" not in again["inputs"]
+    assert compare(old, again) == [] and "azuma_ci" not in again.to_json()["inputs"]
+    legacy = Certificate.from_json(old).inputs
+    assert legacy.azuma_ci == "hoeffding" and legacy.azuma_ci_recorded is False
+    assert certify_typed(stats, legacy).to_json() == old  # the typed inputs alone reproduce it
     new = certify(stats, message_bits=1e4, subsample_ci="betting")
     assert new["bounds"]["azuma"]["bound_bits_per_token"] < old["bounds"]["azuma"]["bound_bits_per_token"]
+
+
+def test_typed_certificate_round_trips_its_json_and_its_inputs_recompute_it_byte_for_byte():
+    # Certificate.from_json(j).to_json() is j, key order included, and certify on the recorded inputs writes
+    # the same bytes: what `verify` and the report rely on.
+    stats = synthetic(n=3000)
+    g = -np.log2(np.clip(stats.prob + 0.05, 0.0, 1.0))
+    cv = with_control(stats, g, float(g.min()), float(g.max()), float(g.mean()))
+    doc = make_stats(np.linspace(0.1, 0.9, 30), vocab=8192, draw=np.repeat(np.arange(10), 3), sampler="document")
+    for st, inputs, d in [
+        (cv, CertifyInputs(message_bits=5e4, subsample_ci="betting", pilot_draws=300, mean_bytes_per_token=3.0), None),
+        (stats, CertifyInputs(message_bits=5e4, extra_bits={"arch": 1.0}, num_documents=500, heldout=True,
+                              delta_split={"main": 0.5, "subsample": 0.5}), doc),
+    ]:
+        cert = certify_typed(st, inputs, document_stats=d, model={"path": "m"}, provenance={"seed": 0})
+        text = json.dumps(cert.to_json(), indent=2)
+        back = Certificate.from_json(json.loads(text))
+        assert back == Certificate.from_json(cert.to_json())
+        assert json.dumps(back.to_json(), indent=2) == text
+        again = certify_typed(st, back.inputs, document_stats=d, model=back.model, provenance=back.provenance)
+        assert json.dumps(again.to_json(), indent=2) == text
+        assert recompute(back, st, d) == again
+    # caller-added keys are carried verbatim, after the computed ones
+    j = dict(cert.to_json(), stats={"path": "x", "sha256": "00"}, label="mine")
+    assert list(Certificate.from_json(j).to_json()) == list(j)
+    assert recompute(j, stats, doc).extra == {"stats": {"path": "x", "sha256": "00"}, "label": "mine"}
+
+
+def test_method_functions_take_keywords_only():
+    from tokenbound.bounds.methods import azuma_method, variance_adaptive_method
+
+    losses = np.ones((1, 4))
+    with pytest.raises(TypeError):
+        azuma_method(losses, np.arange(4), 4, None, None, {}, 0.05, "paper", 100.0)
+    with pytest.raises(TypeError):
+        variance_adaptive_method(losses, np.ones(4), np.arange(4), 4, np.array([0.5]), 4, {}, 0.05, "paper", 100.0,
+                                 np.array([0.5]), "hoeffding")
+    entry, _ = azuma_method(losses, draw=np.arange(4), num_draws=4, alpha_grid=None, vocab_size=None, prior_items={},
+                            delta=0.05, split="paper", num_units=100.0)
+    assert entry.terms.empirical_bits == 1.0 and entry.subsample_ci is None
+
+
+def test_certify_refuses_anything_but_typed_inputs():
+    with pytest.raises(TokenboundError, match="inputs"):
+        certify_typed(make_stats([0.5, 0.5]), {"message_bits": 10.0})
+    with pytest.raises(TokenboundError, match="missing input 'message_prefix_free'") as e:
+        recompute({"schema": "tokenbound.certificate/1", "inputs": {"message_bits": 1.0}}, make_stats([0.5, 0.5]))
+    assert e.value.param is None

@@ -53,7 +53,7 @@ def test_certificate_records_and_prints_the_rates(text_store):
     root, store, _ = text_store
     assert cli_main(["markov", "--data", str(root / "store"), "--order", "1", "--out", str(root / "m")]) == 0
     cert = bound(root / "m", root / "store", root / "c.json", samples=200, progress=False)
-    ref = cert["reference_compressors"]
+    ref = cert.extra["reference_compressors"]
     assert ref["gzip_bits_per_byte"] == compressor_rates(store).gzip_bits_per_byte
     line = next(x for x in summary_lines(cert) if x.strip().startswith("bits per byte"))
     assert "gzip -9" in line and "xz -9e" in line

@@ -1,8 +1,11 @@
 """Control variates: values from the store, exact population summary, certificates use them, verify re-checks."""
+import dataclasses
+
 import numpy as np
 import pytest
 
 from tokenbound.bounds.certificate import certify, compare, recompute
+from tokenbound.bounds.schema import CertifyInputs
 from tokenbound.bounds.smoothing import loss_range_bits, smoothed_loss_bits
 from tokenbound.bounds.stats import TokenStats
 from tokenbound.bounds.subsampling import draw_means, upper_mean
@@ -75,32 +78,33 @@ def test_malformed_control_is_refused(store):
                      control_bits=stats.control_bits)
     with pytest.raises(TokenboundError, match="control_variate"):
         bad.validate()
-    with pytest.raises(TokenboundError, match="control-variate"):
+    with pytest.raises(TokenboundError, match="^control_variate: expected one of") as e:
         attach_control(block_stats(store), store, "markov:3")
+    assert e.value.cli_message().startswith("--control-variate: ")
 
 
 def test_certificate_uses_the_control_and_recomputes(store):
     plain = block_stats(store, n=400)
     with_cv = attach_control(plain, store, "markov:1")
-    kw = dict(message_bits=200.0, delta=0.05, subsample_ci="betting", top_k=())
-    a, b = certify(plain, **kw), certify(with_cv, **kw)
-    assert a["inputs"]["control_variate_used"] is None
-    assert b["inputs"]["control_variate_used"]["spec"] == "markov:1"
-    assert b["bounds"]["variance_adaptive"]["control_variate"] is True
+    inputs = CertifyInputs(message_bits=200.0, delta=0.05, subsample_ci="betting", top_k=())
+    a, b = certify(plain, inputs), certify(with_cv, inputs)
+    assert a.sample.control_variate_used is None
+    assert b.sample.control_variate_used["spec"] == "markov:1"
+    assert b.bounds["variance_adaptive"].control_variate is True
     # the variance-adaptive subsampling term is the betting bound on the penalized draws with the control
-    va = b["bounds"]["variance_adaptive"]
-    lam = va["lambda"]
-    l_min, l_max, rng_ = loss_range_bits(np.array([va["alpha"]]), V)
-    losses = smoothed_loss_bits(with_cv.prob, np.array([va["alpha"]]), V)
+    va = b.bounds["variance_adaptive"]
+    lam = va.lambda_
+    l_min, l_max, rng_ = loss_range_bits(np.array([va.alpha]), V)
+    losses = smoothed_loss_bits(with_cv.prob, np.array([va.alpha]), V)
     centre = np.clip(with_cv.entropy_bits[None], l_min[:, None], l_max[:, None])
     z = draw_means(penalized_losses(losses, centre, rng_, lam), with_cv.draw, with_cv.num_draws)
-    mean, up = upper_mean(z, l_min, l_max + rng_ * float(psi(lam)) / lam, va["delta_shares"]["subsample"], "betting",
+    mean, up = upper_mean(z, l_min, l_max + rng_ * float(psi(lam)) / lam, va.delta_shares["subsample"], "betting",
                           control=with_cv.control_variate())
-    assert va["terms"]["subsample_bits"] == pytest.approx(float(up[0] - mean[0]), rel=1e-9)
-    assert va["terms"]["subsample_bits"] != a["bounds"]["variance_adaptive"]["terms"]["subsample_bits"]
-    assert compare(b, recompute(b, with_cv)) == []
-    off = certify(with_cv, **kw, control_variate=False)
-    assert off["bounds"]["variance_adaptive"]["bound_bits_per_token"] == a["bounds"]["variance_adaptive"]["bound_bits_per_token"]
+    assert va.terms.subsample_bits == pytest.approx(float(up[0] - mean[0]), rel=1e-9)
+    assert va.terms.subsample_bits != a.bounds["variance_adaptive"].terms.subsample_bits
+    assert compare(b, recompute(b.to_json(), with_cv)) == []
+    off = certify(with_cv, dataclasses.replace(inputs, control_variate=False))
+    assert off.bounds["variance_adaptive"].bound_bits_per_token == a.bounds["variance_adaptive"].bound_bits_per_token
 
 
 def test_control_refused_up_front_on_stores_too_large_for_memory(monkeypatch):

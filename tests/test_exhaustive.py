@@ -40,16 +40,16 @@ def test_exhaustive_certificate_has_the_exact_empirical_risk_and_no_subsampling_
     out = root / f"cert-{rule.replace(':', '_').replace('/', '_')}.json"
     cert = bound(root / "m", root / "store", out, samples="all", sampler="block", context=rule, progress=False)
     r = ContextRule.parse(rule)
-    assert cert["inputs"]["exhaustive"] is True
-    assert cert["inputs"]["sample_size"] == len(toks)  # every position, as its own draw
+    assert cert.sample.exhaustive is True
+    assert cert.sample.sample_size == len(toks)  # every position, as its own draw
     model = MarkovModel.fit(toks, offsets, V, EOT, 1)
     p = model.true_token_probs(toks, offsets)  # every window sees >= order tokens, so the rule changes nothing
-    for name, b in cert["bounds"].items():
-        assert b["terms"]["subsample_bits"] == 0.0, name
-        alpha = b["alpha"]
+    for name, b in cert.bounds.items():
+        assert b.terms.subsample_bits == 0.0, name
+        alpha = b.alpha
         exact = float(np.mean(-np.log2((1 - alpha) * p + alpha / V)))
-        assert b["terms"]["empirical_bits"] == pytest.approx(exact, rel=1e-12), name
-        assert "pilot" not in b
+        assert b.terms.empirical_bits == pytest.approx(exact, rel=1e-12), name
+        assert b.pilot is None and "pilot" not in b.to_json()
     assert verify(out) == []
 
 

@@ -28,8 +28,9 @@ def test_parse_worked_example():
 ] + [([f"{name}=1"], "reserved") for name in RESERVED_PRIOR_ITEMS])
 def test_parse_rejects_bad_specs_naming_the_flag(spec, match):
     with pytest.raises(TokenboundError, match=match) as e:
-        parse_extra_bits(spec, "--extra-bits")
-    assert str(e.value).startswith("--extra-bits: ") and "\n" not in str(e.value)
+        parse_extra_bits(spec)
+    assert str(e.value).startswith("extra_bits: ") and "\n" not in str(e.value)
+    assert e.value.cli_message().startswith("--extra-bits: ")
 
 
 def _store(path, seed, num_docs=120, vocab=16):
@@ -82,7 +83,7 @@ def test_cli_bad_extra_bits_is_a_one_line_error(setup, tmp_path, capsys, argv, m
 
 def test_a_name_the_message_already_charges_is_refused(setup, tmp_path):
     msg = MessageLength(100.0, "test message", True, {"quantization_levels": 2.0})
-    with pytest.raises(TokenboundError, match="--extra-bits: quantization_levels already charged"):
+    with pytest.raises(TokenboundError, match="extra_bits: quantization_levels already charged"):
         bound(setup / "markov", setup / "store", tmp_path / "c.json", samples=50, message=msg,
               extra_bits={"quantization_levels": 0.0}, progress=False)
 
@@ -109,8 +110,9 @@ def test_experiment_passes_extra_bits_to_every_certificate(tmp_path, monkeypatch
     with pytest.raises(TokenboundError, match="--extra-bits: .*a.json exists without these extra bits"):
         certify(Study(name="t", out=tmp_path / "s", scale="tiny", progress=False, extra_bits={"arch": 3.0}),
                 "a", tmp_path, tmp_path)
-    with pytest.raises(TokenboundError, match="--extra-bits"):
+    with pytest.raises(TokenboundError, match="extra_bits: 'alpha_grid' is reserved") as e:
         Study(name="t", out=tmp_path / "s", scale="tiny", extra_bits={"alpha_grid": 1.0})
+    assert e.value.cli_message().startswith("--extra-bits: ")
 
 
 def test_experiment_cli_parses_extra_bits(tmp_path, monkeypatch, capsys):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from tokenbound.bounds.schema import Certificate
 from tokenbound.cli import main
 from tokenbound.data.store import TokenStore, write_store
 from tokenbound.evaluate.bound import bound, summary_lines
@@ -82,7 +83,7 @@ def test_heldout_on_the_val_split_of_the_training_store_is_accepted(world, tmp_p
 
 def test_heldout_needs_documents_disjoint_from_the_training_store(world, tmp_path):
     cert = bound(world / "markov", world / "other", tmp_path / "o.json", samples=60, heldout=True, progress=False)
-    check = cert["data"]["heldout_independence"]["checks"][0]
+    check = cert.data["heldout_independence"]["checks"][0]
     assert check["how"] == "no document in common with the store" and check["documents_checked"] == 20
     with pytest.raises(Exception, match="shares 2 document"):
         bound(world / "markov", world / "overlap", tmp_path / "x.json", samples=60, heldout=True, progress=False)
@@ -97,7 +98,7 @@ def test_training_store_that_cannot_be_found_is_refused(world, tmp_path):
         bound(tmp_path / "markov", world / "other", tmp_path / "x.json", samples=60, heldout=True, progress=False)
     cert = bound(tmp_path / "markov", world / "other", tmp_path / "y.json", samples=60, heldout=True,
                  train_data=world / "flat", progress=False)
-    assert cert["data"]["heldout_independence"]["established"] == "checked"
+    assert cert.data["heldout_independence"]["established"] == "checked"
     with pytest.raises(Exception, match="not the model's training store"):
         bound(tmp_path / "markov", world / "other", tmp_path / "z.json", samples=60, heldout=True,
               train_data=world / "split" / "val", progress=False)
@@ -135,7 +136,7 @@ def test_external_model_needs_the_assumption_and_the_certificate_records_it(worl
     head = summary_lines(cert)[0]
     assert head.startswith("test-set bound CONDITIONAL on the assumption that the model was not trained on this data")
     assert head in printed
-    assert "assum" in certificate_row(out, cert)["kind"]
+    assert "assum" in certificate_row(out, Certificate.from_json(cert))["kind"]
     assert verify(out, check_model=False) == []
 
 
@@ -153,20 +154,19 @@ def test_charged_tokenizer_bits_appear_in_the_certificate(tmp_path):
     for name in ("charged", "split"):
         fit_store(tmp_path / name, 1, tmp_path / f"m-{name}")
     cert = bound(tmp_path / "m-charged", tmp_path / "charged", tmp_path / "a.json", samples=60, progress=False)
-    assert cert["inputs"]["extra_bits"]["tokenizer"] == bits > 0
-    for method in cert["bounds"].values():
-        if "extra_bits" in method:
-            assert method["extra_bits"]["tokenizer"] == bits
-    assert cert["data"]["tokenizer_fit"]["mode"] == "train-charged"
-    assert any(a.startswith("charged:") and f"{bits:.0f} bits" in a for a in cert["assumptions"])
+    assert cert.inputs.extra_bits["tokenizer"] == bits > 0
+    for method in cert.bounds.values():
+        assert method.extra_bits["tokenizer"] == bits
+    assert cert.data["tokenizer_fit"]["mode"] == "train-charged"
+    assert any(a.startswith("charged:") and f"{bits:.0f} bits" in a for a in cert.extra["assumptions"])
     free = bound(tmp_path / "m-split", tmp_path / "split", tmp_path / "b.json", samples=60, progress=False)
-    assert "tokenizer" not in free["inputs"]["extra_bits"]
-    assert free["data"]["tokenizer_fit"]["mode"] == "tokenizer-split"
-    assert any("tokenizer split" in a for a in free["assumptions"])
+    assert "tokenizer" not in free.inputs.extra_bits
+    assert free.data["tokenizer_fit"]["mode"] == "tokenizer-split"
+    assert any("tokenizer split" in a for a in free.extra["assumptions"])
     # the tokenizer was fitted before the held-out documents were seen: nothing to charge there
     held = bound(tmp_path / "m-charged", tmp_path / "charged", tmp_path / "h.json", samples=60, heldout=True,
                  progress=False)
-    assert "tokenizer" not in held["inputs"]["extra_bits"]
+    assert "tokenizer" not in held.inputs.extra_bits
     assert verify(tmp_path / "a.json") == []
 
 
@@ -182,7 +182,7 @@ def test_older_compressed_model_is_checked_through_its_source_run(world, tmp_pat
     with pytest.raises(Exception, match="own training store"):
         bound(old, world / "flat", tmp_path / "x.json", samples=60, heldout=True, progress=False)
     cert = bound(old, world / "other", tmp_path / "o.json", samples=60, heldout=True, progress=False)
-    assert cert["data"]["heldout_independence"]["checks"][0]["role"] == "training"
+    assert cert.data["heldout_independence"]["checks"][0]["role"] == "training"
     man["source"] = {**man["source"], "path": "../nowhere", "abs_path": str(tmp_path / "nowhere")}
     write_json(old / MANIFEST, man)
     with pytest.raises(Exception, match="source Run .* not found; pass --assume-unseen"):

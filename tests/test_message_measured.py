@@ -54,7 +54,7 @@ def _forge_certificate(cert_path, bits=10):
     """The matching forged certificate: message length edited, every number recomputed from the same stats."""
     cert = json.loads(cert_path.read_text())
     cert["inputs"]["message_bits"] = bits
-    new = recompute(cert, load_stats(cert, cert_path))
+    new = recompute(cert, load_stats(cert, cert_path)).to_json()
     cert_path.write_text(json.dumps(new))
     return new
 

@@ -10,7 +10,7 @@ from tokenbound.data.store import write_store
 from tokenbound.models.markov import fit_store
 from tokenbound.report import checked_rows
 from tokenbound.report.plots import CLIP_FACTOR, bound_vs_message_figure
-from tokenbound.report.tables import _fmt_count, _fmt_error_rate, markdown_table
+from tokenbound.report.flat import fmt_count as _fmt_count, fmt_error_rate as _fmt_error_rate, markdown_table
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +97,8 @@ def test_top_k_error_bounds_are_clipped_at_one_and_flagged():
 
 
 def _row(name, mb, bound, emp=2.0):
-    return {"name": name, "kind": "train", "message_bits": mb, "bound": bound, "empirical_bits": emp,
-            "complexity_bits": bound - emp, "subsample_bits": 0.0, "random_guess": 13.0}
+    return {"name": name, "kind": "train", "message_bits": mb, "bound": bound, "empirical": emp,
+            "complexity": bound - emp, "subsample": 0.0, "random_guess": 13.0}
 
 
 def test_bound_vs_message_plot_clips_outliers_and_numbers_points():

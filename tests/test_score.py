@@ -217,8 +217,9 @@ def test_input_checks(tmp_path, store):
         score(BigramModel(vocab_size=V + 1), store, "doc:8", "token", 3, 0, out_dir=out, progress=False)
     with pytest.raises(TokenboundError, match="exceeds the model's maximum context 16"):
         score(TinyCausal(), store, "doc:32", "token", 3, 0, out_dir=out, progress=False)
-    with pytest.raises(TokenboundError, match="--samples"):
+    with pytest.raises(TokenboundError, match="^n: the number of draws") as e:  # its parameter; the CLI's --samples
         score(BigramModel(), store, "doc:8", "token", 0, 0, out_dir=out, progress=False)
+    assert e.value.cli_message({"n": "--samples"}).startswith("--samples: ")
     with pytest.raises(TokenboundError, match="--sampler"):
         score(BigramModel(), store, "doc:8", "tokens", 3, 0, out_dir=out, progress=False)
     with pytest.raises(TokenboundError, match="--context"):

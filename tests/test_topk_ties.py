@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from tokenbound.bounds.certificate import certify, compare, recompute
+from tokenbound.bounds.schema import CertifyInputs
 from tokenbound.bounds.stats import TokenStats
 from tokenbound.bounds.topk import RANK_RULE, rank_table, tie_broken_rank, top_k_losses
 from tokenbound.cli import main as cli_main
@@ -108,14 +109,14 @@ def test_rank_rule_is_recorded_and_old_statistics_still_verify(tmp_path):
     model = MarkovModel.fit(toks, np.arange(20) * 5, vocab, 0, 0, "add:1")
     stats = score(model, store, "doc:1", "token", 60, seed=3, out_dir=tmp_path / "st", progress=False)
     assert stats.meta["rank_rule"] == RANK_RULE
-    cert = certify(stats, message_bits=100.0, top_k=(1, 2))
-    assert cert["top_k"]["1"]["rank_rule"] == RANK_RULE
+    cert = certify(stats, CertifyInputs(message_bits=100.0, top_k=(1, 2)))
+    assert cert.top_k[1].rank_rule == RANK_RULE and cert.to_json()["top_k"]["1"]["rank_rule"] == RANK_RULE
     assert compare(cert, recompute(cert, stats)) == []
     # statistics scored before the rule was recorded: their certificates recompute unchanged
     old = TokenStats(stats.positions, stats.prob, stats.rank, stats.entropy_bits, stats.draw,
                      meta={k: v for k, v in stats.meta.items() if k != "rank_rule"})
-    old_cert = certify(old, message_bits=100.0, top_k=(1, 2))
-    assert "rank_rule" not in old_cert["top_k"]["1"]
+    old_cert = certify(old, CertifyInputs(message_bits=100.0, top_k=(1, 2)))
+    assert "rank_rule" not in old_cert.to_json()["top_k"]["1"]
     assert compare(old_cert, recompute(old_cert, old)) == []
     # a shard directory written under another (older) rank rule is refused, not mixed in
     plan = tmp_path / "st" / "plan.json"

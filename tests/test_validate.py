@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -193,11 +194,11 @@ def test_broken_method_is_caught():
 
 def test_an_invalid_certifier_is_caught():
     """A stand-in certify that reports the empirical mean with no complexity term fails most trials."""
-    def fake_certify(stats, *, message_bits, delta, methods, **_):
-        grid = [0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5]
+    def fake_certify(stats, inputs):
+        grid = (0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5)
         emp = float(np.mean(-np.log2(0.9 * stats.prob + 0.1 / stats.meta["vocab_size"])))
-        return {"inputs": {"alpha_grid": grid}, "bounds": {m: {"alpha": 0.1, "bound_bits_per_token": emp - 0.05}
-                                                           for m in methods}}
+        return SimpleNamespace(inputs=SimpleNamespace(alpha_grid=grid), bounds={
+            m: SimpleNamespace(alpha=0.1, bound_bits_per_token=emp - 0.05) for m in inputs.methods})
     out = validate("hmm:vocab=6", trials=10, tokens=2000, samples=0, order=1, seed=9, methods=["azuma"],
                    progress=False, certify_fn=fake_certify, top_k=())
     assert out["methods"]["azuma"]["failure_rate"] >= 0.8

@@ -46,7 +46,7 @@ def _forge_stats(cert_path, key="stats", edit=None):
     (edit or (lambda s: setattr(s, "prob", np.maximum(s.prob, 0.999))))(stats)
     stats.save(path)
     cert[key]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
-    new = recompute(cert, load_stats(cert, cert_path), load_stats(cert, cert_path, "document_stats"))
+    new = recompute(cert, load_stats(cert, cert_path), load_stats(cert, cert_path, "document_stats")).to_json()
     cert_path.write_text(json.dumps(new))
     return new
 

@@ -24,28 +24,28 @@ DELTA_SPLITS = ("paper", "equal")
 RESERVED_PRIOR_ITEMS = ("message", "message_prefix", "alpha_grid", "method_choice", "lambda_grid")
 
 
-def check_delta(delta: float, flag: str = "delta") -> float:
+def check_delta(delta: float, param: str = "delta") -> float:
     d = float(delta)
     if not (0.0 < d < 1.0):
-        raise TokenboundError(f"{flag}: δ must be in (0, 1), got {delta!r}")
+        raise TokenboundError(f"δ must be in (0, 1), got {delta!r}", param=param)
     return d
 
 
-def check_delta_split(split: str | Mapping[str, float], flag: str = "delta_split") -> str | dict[str, float]:
+def check_delta_split(split: str | Mapping[str, float], param: str = "delta_split") -> str | dict[str, float]:
     """Validate a split spec; returns it in a JSON-serialisable form (str or dict of floats)."""
     if isinstance(split, str):
         if split not in DELTA_SPLITS:
-            raise TokenboundError(f"{flag}: unknown split {split!r}; expected one of {DELTA_SPLITS} or a dict")
+            raise TokenboundError(f"unknown split {split!r}; expected one of {DELTA_SPLITS} or a dict", param=param)
         return split
     if not isinstance(split, Mapping):
-        raise TokenboundError(f"{flag}: expected a name or a dict of fractions, got {type(split).__name__}")
+        raise TokenboundError(f"expected a name or a dict of fractions, got {type(split).__name__}", param=param)
     if set(split) != {"main", "subsample"}:
-        raise TokenboundError(f"{flag}: dict needs exactly the keys 'main' and 'subsample', got {sorted(split)}")
+        raise TokenboundError(f"dict needs exactly the keys 'main' and 'subsample', got {sorted(split)}", param=param)
     out = {k: float(v) for k, v in split.items()}
     if any(not (v > 0) or not math.isfinite(v) for v in out.values()):
-        raise TokenboundError(f"{flag}: every fraction must be > 0, got {out}")
+        raise TokenboundError(f"every fraction must be > 0, got {out}", param=param)
     if sum(out.values()) > 1.0 + 1e-12:
-        raise TokenboundError(f"{flag}: fractions sum to {sum(out.values())!r} > 1")
+        raise TokenboundError(f"fractions sum to {sum(out.values())!r} > 1", param=param)
     return out
 
 
@@ -67,32 +67,32 @@ def delta_shares(delta: float, split: str | Mapping[str, float], sample_size: in
     return {"main": delta * split["main"], "subsample": delta * split["subsample"]}
 
 
-def check_message_bits(message_bits: float, flag: str = "message_bits") -> float:
+def check_message_bits(message_bits: float, param: str = "message_bits") -> float:
     try:
         bits = float(message_bits)
     except (TypeError, ValueError):
-        raise TokenboundError(f"{flag}: message length must be a number, got {message_bits!r}") from None
+        raise TokenboundError(f"message length must be a number, got {message_bits!r}", param=param) from None
     if not math.isfinite(bits) or bits < 0:
-        raise TokenboundError(f"{flag}: message length must be a finite number >= 0, got {message_bits!r}")
+        raise TokenboundError(f"message length must be a finite number >= 0, got {message_bits!r}", param=param)
     return bits
 
 
-def check_extra_bits(extra_bits: Mapping[str, float] | None, flag: str = "extra_bits") -> dict[str, float]:
+def check_extra_bits(extra_bits: Mapping[str, float] | None, param: str = "extra_bits") -> dict[str, float]:
     out: dict[str, float] = {}
     for name, value in (extra_bits or {}).items():
         if name in RESERVED_PRIOR_ITEMS:
-            raise TokenboundError(f"{flag}: {name!r} is reserved for the bits tokenbound adds itself")
+            raise TokenboundError(f"{name!r} is reserved for the bits tokenbound adds itself", param=param)
         try:
             v = float(value)
         except (TypeError, ValueError):
-            raise TokenboundError(f"{flag}: {name!r} must be a finite number of bits >= 0, got {value!r}") from None
+            raise TokenboundError(f"{name!r} must be a finite number of bits >= 0, got {value!r}", param=param) from None
         if not math.isfinite(v) or v < 0:
-            raise TokenboundError(f"{flag}: {name!r} must be a finite number of bits >= 0, got {value!r}")
+            raise TokenboundError(f"{name!r} must be a finite number of bits >= 0, got {value!r}", param=param)
         out[str(name)] = v
     return out
 
 
-def parse_extra_bits(specs, flag: str = "--extra-bits") -> dict[str, float]:
+def parse_extra_bits(specs, param: str = "extra_bits") -> dict[str, float]:
     """Parse repeated NAME=BITS strings (a choice among K alternatives made after seeing the data: log2 K bits)
     into {NAME: BITS}; NAME non-empty, unique, not one of RESERVED_PRIOR_ITEMS; BITS finite and >= 0."""
     out: dict[str, float] = {}
@@ -100,15 +100,15 @@ def parse_extra_bits(specs, flag: str = "--extra-bits") -> dict[str, float]:
         name, sep, value = str(spec).partition("=")
         name = name.strip()
         if not sep or not name:
-            raise TokenboundError(f"{flag}: expected NAME=BITS, got {spec!r}")
+            raise TokenboundError(f"expected NAME=BITS, got {spec!r}", param=param)
         if name in out:
-            raise TokenboundError(f"{flag}: {name!r} is given twice")
+            raise TokenboundError(f"{name!r} is given twice", param=param)
         try:
             bits = float(value)
         except ValueError:
-            raise TokenboundError(f"{flag}: {name!r} needs a number of bits, got {value!r}") from None
+            raise TokenboundError(f"{name!r} needs a number of bits, got {value!r}", param=param) from None
         out[name] = bits
-    return check_extra_bits(out, flag)
+    return check_extra_bits(out, param)
 
 
 def message_prior_items(message_bits: float, prefix_free: bool) -> dict[str, float]:
@@ -121,5 +121,5 @@ def message_prior_items(message_bits: float, prefix_free: bool) -> dict[str, flo
         return {"message": message_bits}
     whole = math.ceil(message_bits)
     if whole < 1:
-        raise TokenboundError("message_bits: an empty message must be declared prefix-free")
+        raise TokenboundError("an empty message must be declared prefix-free", param="message_bits")
     return {"message": float(whole), "message_prefix": float(elias_gamma_bits(whole))}

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import TokenboundError
 from .methods import azuma_method
+from .schema import DocumentLevelBound
 from .smoothing import smoothed_loss_bits
 from .stats import TokenStats
 
@@ -22,21 +23,21 @@ def resolve_num_documents(document_stats: TokenStats, num_documents: int | None)
     """D: `num_documents` if given, else document_stats.meta["population_documents"]; must be >= 1 and agree."""
     recorded = document_stats.meta.get("population_documents")
     if num_documents is not None and recorded is not None and int(recorded) != num_documents:
-        raise TokenboundError(f"num_documents: {num_documents!r} differs from the {recorded} documents the "
-                              f"document sample was drawn from")
+        raise TokenboundError(f"{num_documents!r} differs from the {recorded} documents the document sample was "
+                              f"drawn from", param="num_documents")
     d = num_documents if num_documents is not None else recorded
     if d is None or int(d) < 1 or int(d) != d:
-        raise TokenboundError(f"num_documents: the document-level baseline needs the number of documents "
-                              f"(an integer >= 1), got {d!r}")
+        raise TokenboundError(f"the document-level baseline needs the number of documents (an integer >= 1), "
+                              f"got {d!r}", param="num_documents")
     return int(d)
 
 
 def document_level_bound(document_stats: TokenStats, num_documents: int, alpha_grid: np.ndarray, vocab_size: int,
-                         prior_items: dict[str, float], delta: float, split) -> dict:
-    """The baseline's certificate entry, minimised over the α grid (paid for in `prior_items` and by dividing
-    the subsampling δ by |α grid|)."""
+                         prior_items: dict[str, float], delta: float, split) -> DocumentLevelBound:
+    """The baseline's bound, minimised over the α grid (paid for in `prior_items` and by dividing the
+    subsampling δ by |α grid|)."""
     losses = smoothed_loss_bits(document_stats.prob, alpha_grid, vocab_size)
-    entry, _ = azuma_method(losses, document_stats.draw, document_stats.num_draws, alpha_grid, vocab_size,
-                            prior_items, delta, split, float(num_documents), len(alpha_grid))
-    entry["quantity"] = "mean over documents of the per-document mean smoothed loss"
-    return entry
+    entry, _ = azuma_method(losses, draw=document_stats.draw, num_draws=document_stats.num_draws,
+                            alpha_grid=alpha_grid, vocab_size=vocab_size, prior_items=prior_items, delta=delta,
+                            split=split, num_units=float(num_documents), subsample_choices=len(alpha_grid))
+    return entry.specialised(DocumentLevelBound)

@@ -1,4 +1,4 @@
-"""Each bound method evaluated on sampled statistics: one JSON-ready dict per method plus a
+"""Each bound method evaluated on sampled statistics: one typed result per method (schema.MethodBound) plus a
 ``bound_at(m)`` function (the same arithmetic at another population size) for the break-even size.
 
 Every method reports ``bound_bits_per_token`` = empirical + complexity + subsample (``terms``), the α it
@@ -23,6 +23,7 @@ import numpy as np
 
 from .budget import delta_shares
 from .martingale import azuma_bound_from_draws
+from .schema import LossRange, MethodBound, Terms, VarianceAdaptiveBound
 from .smoothing import loss_range_bits
 from .subsampling import ControlVariate, draw_means, upper_mean
 from .variance import penalized_losses, variance_adaptive_bound_from_draws
@@ -38,8 +39,8 @@ def prior_bits_total(items: dict[str, float]) -> float:
     return total
 
 
-def _range_entry(l_min, l_max, rng, i: int) -> dict[str, float]:
-    return {"min": float(l_min[i]), "max": float(l_max[i]), "range": float(rng[i])}
+def _range_entry(l_min, l_max, rng, i: int) -> LossRange:
+    return LossRange(float(l_min[i]), float(l_max[i]), float(rng[i]))
 
 
 def _shares(delta: float, split, num_draws: int, m: float, subsample_choices: int,
@@ -48,17 +49,18 @@ def _shares(delta: float, split, num_draws: int, m: float, subsample_choices: in
     return {k: (v if k == "main" else v / subsample_choices) for k, v in shares.items()}
 
 
-def azuma_method(losses: np.ndarray, draw: np.ndarray, num_draws: int, alpha_grid: np.ndarray | None,
+def azuma_method(losses: np.ndarray, *, draw: np.ndarray, num_draws: int, alpha_grid: np.ndarray | None,
                  vocab_size: int | None, prior_items: dict[str, float], delta: float, split, num_units: float,
                  subsample_choices: int = 1, exhaustive: bool = False,
                  projected_draws: int | None = None, ci: str | None = None,
-                 control: ControlVariate | None = None) -> tuple[dict, BoundAt]:
+                 control: ControlVariate | None = None) -> tuple[MethodBound, BoundAt]:
     """Theorem A + a subsampling confidence bound for each row of `losses` ([A, N]); the best row is reported.
 
-    `ci` None or "hoeffding": Hoeffding on the full range (the seed paper's; the entry does not name it when
-    None, as for top-k and the document-level baseline). Otherwise `ci` is one of subsampling.CI_METHODS and
-    `control` (betting only) a ControlVariate: the subsampled mean is bounded by subsampling.upper_mean, as
-    for Theorem B (docs/theory.md §5); the entry records "subsample_ci" and "control_variate".
+    Every argument after `losses` is keyword-only. `ci` None or "hoeffding": Hoeffding on the full range (the
+    seed paper's; the result does not name it when None, as for top-k and the document-level baseline).
+    Otherwise `ci` is one of subsampling.CI_METHODS and `control` (betting only) a ControlVariate: the
+    subsampled mean is bounded by subsampling.upper_mean, as for Theorem B (docs/theory.md §5); the result
+    records "subsample_ci" and "control_variate".
 
     With `alpha_grid` None the rows are 0-1 losses (Δ = 1, range [0, 1]; used for top-k). `num_units` is
     m (tokens; documents for the document-level baseline), `num_draws` is n. `exhaustive`: the draws are
@@ -89,35 +91,33 @@ def azuma_method(losses: np.ndarray, draw: np.ndarray, num_draws: int, alpha_gri
 
     res, shares = evaluate(np.arange(len(losses)), num_units)
     i = int(np.argmin(res["bound"]))  # first minimum: deterministic
-    entry = {
-        "bound_bits_per_token": float(res["bound"][i]),
-        "terms": {"empirical_bits": float(res["empirical"][i]), "complexity_bits": float(res["complexity"][i]),
-                  "subsample_bits": float(res["subsample"][i])},
-        "alpha": None if alpha_grid is None else float(alpha_grid[i]),
-        "loss_range_bits": _range_entry(l_min, l_max, rng, i),
-        "prior_bits": prior, "extra_bits": dict(prior_items), "delta_shares": shares,
-        "subsample_choices": int(subsample_choices),
-        "num_units": float(num_units), "sample_size": int(num_draws),
-        "per_alpha_bound_bits": [float(b) for b in res["bound"]],
-    }
-    if ci is not None:
-        entry["subsample_ci"] = "exact" if exhaustive else ci
-        entry["control_variate"] = control is not None and not exhaustive
-    return entry, lambda m: float(evaluate(np.array([i]), m)[0]["bound"][0])
+    result = MethodBound(
+        bound_bits_per_token=float(res["bound"][i]),
+        terms=Terms(empirical_bits=float(res["empirical"][i]), complexity_bits=float(res["complexity"][i]),
+                    subsample_bits=float(res["subsample"][i])),
+        alpha=None if alpha_grid is None else float(alpha_grid[i]),
+        loss_range_bits=_range_entry(l_min, l_max, rng, i),
+        prior_bits=prior, extra_bits=dict(prior_items), delta_shares=shares,
+        subsample_choices=int(subsample_choices), num_units=float(num_units), sample_size=int(num_draws),
+        per_alpha_bound_bits=tuple(float(b) for b in res["bound"]),
+        subsample_ci=None if ci is None else "exact" if exhaustive else ci,
+        control_variate=None if ci is None else control is not None and not exhaustive)
+    return result, lambda m: float(evaluate(np.array([i]), m)[0]["bound"][0])
 
 
-def variance_adaptive_method(losses: np.ndarray, entropy_bits: np.ndarray, draw: np.ndarray, num_draws: int,
+def variance_adaptive_method(losses: np.ndarray, *, entropy_bits: np.ndarray, draw: np.ndarray, num_draws: int,
                              alpha_grid: np.ndarray, vocab_size: int, prior_items: dict[str, float], delta: float,
                              split, num_tokens: float, lambda_grid: np.ndarray, ci: str,
                              subsample_choices: int = 1, exhaustive: bool = False,
                              control: ControlVariate | None = None,
-                             projected_draws: int | None = None) -> tuple[dict, BoundAt]:
+                             projected_draws: int | None = None) -> tuple[VarianceAdaptiveBound, BoundAt]:
     """The variance-adaptive bound (variance.py) minimised over the α and λ grids (both paid for).
 
-    Centre ĉ_i = the model's predictive entropy clipped to [L_min(α), L_max(α)]: predictable (a function of
-    the context and the model only) and inside the loss range, as the proof requires. One subsampling statement
-    per (α, λ): each gets δ2 / (`subsample_choices` · K_λ). `projected_draws`: score a pilot — the
-    subsampling term is forecast for that many certifying draws (subsampling.upper_mean's `forecast_draws`).
+    Every argument after `losses` is keyword-only. Centre ĉ_i = the model's predictive entropy clipped to
+    [L_min(α), L_max(α)]: predictable (a function of the context and the model only) and inside the loss
+    range, as the proof requires. One subsampling statement per (α, λ): each gets δ2 / (`subsample_choices`
+    · K_λ). `projected_draws`: score a pilot — the subsampling term is forecast for that many certifying
+    draws (subsampling.upper_mean's `forecast_draws`).
     """
     l_min, l_max, rng = loss_range_bits(alpha_grid, vocab_size)
     centre = np.clip(entropy_bits[None, :], l_min[:, None], l_max[:, None])
@@ -138,19 +138,14 @@ def variance_adaptive_method(losses: np.ndarray, entropy_bits: np.ndarray, draw:
     res, shares = evaluate(np.arange(len(alpha_grid)), num_tokens)
     i, k = (int(j) for j in np.unravel_index(int(np.argmin(res["bound"])), res["bound"].shape))
     occam, variance = float(res["occam"][i, k]), float(res["variance"][i, k])
-    entry = {
-        "bound_bits_per_token": float(res["bound"][i, k]),
-        "terms": {"empirical_bits": float(res["empirical"][i]), "complexity_bits": occam + variance,
-                  "subsample_bits": float(res["subsample"][i, k]),
-                  "occam_bits": occam, "variance_bits": variance},
-        "alpha": float(alpha_grid[i]), "lambda": float(lambda_grid[k]),
-        "mean_sq_deviation_bits2": float(sq_dev[i]),
-        "centre": "entropy_bits clipped to [L_min, L_max]", "penalty": "lambda*y - ln(1 + lambda*y)",
-        "subsample_ci": "exact" if exhaustive else ci, "control_variate": control is not None and not exhaustive,
-        "loss_range_bits": _range_entry(l_min, l_max, rng, i),
-        "prior_bits": prior, "extra_bits": dict(prior_items), "delta_shares": shares,
-        "subsample_choices": int(choices),
-        "num_units": float(num_tokens), "sample_size": int(num_draws),
-        "per_alpha_bound_bits": [float(b) for b in res["bound"].min(axis=1)],
-    }
-    return entry, lambda m: float(evaluate(np.array([i]), m)[0]["bound"].min())
+    result = VarianceAdaptiveBound(
+        bound_bits_per_token=float(res["bound"][i, k]),
+        terms=Terms(empirical_bits=float(res["empirical"][i]), complexity_bits=occam + variance,
+                    subsample_bits=float(res["subsample"][i, k]), occam_bits=occam, variance_bits=variance),
+        alpha=float(alpha_grid[i]), lambda_=float(lambda_grid[k]), mean_sq_deviation_bits2=float(sq_dev[i]),
+        subsample_ci="exact" if exhaustive else ci, control_variate=control is not None and not exhaustive,
+        loss_range_bits=_range_entry(l_min, l_max, rng, i),
+        prior_bits=prior, extra_bits=dict(prior_items), delta_shares=shares,
+        subsample_choices=int(choices), num_units=float(num_tokens), sample_size=int(num_draws),
+        per_alpha_bound_bits=tuple(float(b) for b in res["bound"].min(axis=1)))
+    return result, lambda m: float(evaluate(np.array([i]), m)[0]["bound"].min())

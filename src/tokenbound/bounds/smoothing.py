@@ -20,20 +20,20 @@ from ..errors import TokenboundError
 DEFAULT_ALPHA_GRID: tuple[float, ...] = (0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5)
 
 
-def check_alpha_grid(alpha_grid: Sequence[float], flag: str = "alpha_grid") -> np.ndarray:
+def check_alpha_grid(alpha_grid: Sequence[float], param: str = "alpha_grid") -> np.ndarray:
     """Return the grid as float64 after checking it is non-empty with every α in (0, 1]."""
     grid = np.asarray(list(alpha_grid), dtype=np.float64)
     if grid.ndim != 1 or grid.size == 0:
-        raise TokenboundError(f"{flag}: the α grid is empty")
+        raise TokenboundError("the α grid is empty", param=param)
     bad = ~np.isfinite(grid) | (grid <= 0) | (grid > 1)
     if bad.any():
-        raise TokenboundError(f"{flag}: α must be in (0, 1], got {float(grid[np.argmax(bad)])!r}")
+        raise TokenboundError(f"α must be in (0, 1], got {float(grid[np.argmax(bad)])!r}", param=param)
     return grid
 
 
-def check_vocab_size(vocab_size: int, flag: str = "vocab_size") -> int:
+def check_vocab_size(vocab_size: int, param: str = "vocab_size") -> int:
     if int(vocab_size) != vocab_size or int(vocab_size) < 2:
-        raise TokenboundError(f"{flag}: vocabulary size must be an integer >= 2, got {vocab_size!r}")
+        raise TokenboundError(f"vocabulary size must be an integer >= 2, got {vocab_size!r}", param=param)
     return int(vocab_size)
 
 

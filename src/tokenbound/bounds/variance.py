@@ -45,10 +45,10 @@ def check_lambda_grid(lambda_grid) -> np.ndarray:
 
     grid = np.asarray(list(lambda_grid), dtype=np.float64)
     if grid.ndim != 1 or grid.size == 0:
-        raise TokenboundError("lambda_grid: the λ grid is empty")
+        raise TokenboundError("the λ grid is empty", param="lambda_grid")
     bad = ~np.isfinite(grid) | (grid <= 0) | (grid >= 1)
     if bad.any():
-        raise TokenboundError(f"lambda_grid: λ must be in (0, 1), got {float(grid[np.argmax(bad)])!r}")
+        raise TokenboundError(f"λ must be in (0, 1), got {float(grid[np.argmax(bad)])!r}", param="lambda_grid")
     return grid
 
 

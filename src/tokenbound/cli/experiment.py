@@ -39,7 +39,7 @@ def run(args) -> int:
         raise TokenboundError(f"--out {args.out}: is a file, not a directory")
     ensure_parent_dir(args.out, "--out")  # a file in the way or no write access: one line naming --out
     results = run_experiment(args.name, args.out, scale=args.scale, seed=args.seed, data=args.data,
-                             device=args.device, extra_bits=parse_extra_bits(args.extra_bits, "--extra-bits"))
+                             device=args.device, extra_bits=parse_extra_bits(args.extra_bits))
     print((Path(args.out) / "table.md").read_text())
     print(f"results: {Path(args.out) / 'results.json'}  verified: {results['verified']}")
     return 0 if results["verified"] else 1

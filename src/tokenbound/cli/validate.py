@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..evaluate.control import CONTROL_SPECS
-from .argtypes import finite_float
+from ..validate.harness import VALIDATE_CONTROL
+from .bound_options import add_options
+
+CERTIFY_FLAGS = ("delta", "subsample_ci", "control_variate", "pilot_draws")  # as in `bound` (bound_options.py)
 
 HELP = "Monte Carlo validity check of the bounds on synthetic sources (a table, or JSON with --json)"
 EXAMPLE = "tokenbound validate --source markov:order=1,vocab=8 --trials 200 --tokens 10000 --order 1"
@@ -24,14 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smoothing", default="wb", metavar="SPEC", help="wb or add:BETA (the fitted model's)")
     p.add_argument("--method", default="azuma,variance_adaptive,broken", metavar="NAME[,NAME]",
                    help="methods to check: azuma, variance_adaptive, broken (deliberately invalid)")
-    p.add_argument("--delta", type=finite_float, default=0.05, metavar="D", help="confidence parameter of the bounds")
+    add_options(p, CERTIFY_FLAGS, defaults={"control_variate": VALIDATE_CONTROL})
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seeds the source and every trial")
-    p.add_argument("--subsample-ci", default="betting", choices=("betting", "best", "maurer_pontil", "hoeffding"),
-                   help="confidence bound of the variance-adaptive method's subsampled sums (as in `bound`)")
-    p.add_argument("--control-variate", default="markov:0", choices=CONTROL_SPECS,
-                   help="control variate for the betting bound, fitted on each trial's stream (default markov:0)")
-    p.add_argument("--pilot-draws", type=int, default=None, metavar="K",
-                   help="draws that choose alpha and lambda (default: a tenth of --samples from 200 on; 0 = off)")
     p.add_argument("--top-k", default="1,3", metavar="K[,K]",
                    help="top-k error bounds to check against the exact top-k risk (default 1,3; 'none' = skip)")
     p.add_argument("--workers", type=int, default=1, metavar="W", help="worker processes (results do not depend on it)")

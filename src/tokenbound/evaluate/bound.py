@@ -1,4 +1,4 @@
-"""`tokenbound bound`: score a model on its training tokens, then certify it (DESIGN §1, §3, §6).
+"""`tokenbound bound`: score a model on its training tokens, then certify it (docs/scoring.md, docs/theory.md).
 
 The certificate is written next to the statistics it was computed from:
 ``CERT.json`` and ``CERT.stats/`` (the scorer's shards and ``tokenstats.npz``; ``CERT.docstats/`` for the
@@ -15,28 +15,26 @@ import hashlib
 import math
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
 from ..artifacts import (KIND_COMPRESSED, KIND_MARKOV, ensure_parent_dir, exclusive_lock, file_inside, path_record,
                          read_manifest, sha256_dir, sha256_file, write_json)
-from ..bounds.budget import check_delta, check_extra_bits
-from ..bounds.certificate import certify, default_pilot_draws
+from ..bounds.certificate import certify
+from ..bounds.schema import Certificate, CertifyInputs
 from ..bounds.stats import TokenStats
-from ..bounds.subsampling import CI_METHODS
 from ..data.context import ContextRule
 from ..data.store import TokenStore
 from ..errors import TokenboundError
 from .compressors import compressor_rates
-from .control import DEFAULT_CONTROL, attach_control, check_control_spec
+from .control import attach_control, check_control_spec
 from .heldout import check_disjoint, document_hashes  # noqa: F401  (held-out checks live in heldout.py)
+from .options import BoundOptions
 from .shards import STATS_FILE
 from ..models.loading import artifact_type, load
-
-DEFAULT_SAMPLES = 10_000
 
 
 @dataclass
@@ -129,7 +127,7 @@ def resolve_stores(data: Path, heldout: bool, train_data: Path | None, *, model_
     from .heldout import establish_independence
 
     if assume_unseen and not heldout:
-        raise TokenboundError("--assume-unseen: only with --heldout")
+        raise TokenboundError("only with heldout (--heldout)", param="assume_unseen")
     store = TokenStore.open(data, check=True)
     if not heldout:
         return store, store, None
@@ -169,7 +167,7 @@ def _holding_out_lock(func):
         if int(os.environ.get("RANK", "0") or 0) != 0:
             return func(*args, **kwargs)
         if out.is_dir():
-            raise TokenboundError(f"--out {out}: is a directory; a certificate is a .json file")
+            raise TokenboundError(f"{out} is a directory; a certificate is a .json file", param="out")
         made = ensure_parent_dir(out, "--out")  # a file in the way or no write access: one line, naming --out
         try:
             with exclusive_lock(lock_path_for(out), f"--out {out}"):
@@ -186,91 +184,64 @@ def _holding_out_lock(func):
 
 
 @_holding_out_lock
-def bound(model_path: Path, data: Path, out: Path, *, samples: int = DEFAULT_SAMPLES, context: str | None = None,
-          sampler: str = "token", delta: float = 0.05, heldout: bool = False, doc_samples: int = 0,
-          seed: int = 0, device: str = "cpu", batch_size: int = 8, train_data: Path | None = None,
-          methods: Sequence[str] = ("azuma", "variance_adaptive"), alpha_grid: Sequence[float] | None = None,
-          extra_bits: dict[str, float] | None = None, subsample_ci: str = "betting", force: bool = False,
-          progress: bool = True, message: MessageLength | None = None,
-          control_variate: str = DEFAULT_CONTROL, pilot_draws: int | None = None,
-          azuma_ci: str | None = None, assume_unseen: bool = False) -> dict[str, Any]:
-    """Score `model_path` on `data` and write a certificate to `out` (JSON); return the certificate.
+def bound(model_path: Path, data: Path, out: Path, options: BoundOptions | None = None, *, device: str = "cpu",
+          batch_size: int = 8, force: bool = False, progress: bool = True, message: MessageLength | None = None,
+          **overrides: Any) -> Certificate:
+    """Score `model_path` on `data` with `options` and write a certificate to `out` (JSON); return it.
 
-    `message` overrides the message length (used by experiments that already computed it). `subsample_ci` is
-    the confidence bound the variance-adaptive method uses for its subsampled sums; `azuma_ci` the Azuma
-    method's (default: the same; "hoeffding" is the seed paper's); see docs/theory.md §5. `extra_bits`
-    ({name: bits}) pays for choices made after seeing the data (docs/theory.md §12); names the model's message
-    already charges are refused. `control_variate` (evaluate/control.py:
-    "markov:1", "markov:0" or "none") is attached to the statistics and used with the betting bound.
-    `pilot_draws` (default: a tenth of the draws from 200 on) choose α and λ before the rest certify them.
-    `heldout` needs evidence that the model never saw the held-out store, or, for a model whose training data
-    is unknown (Hugging Face, GGUF), `assume_unseen` stating it (evaluate/heldout.py, docs/theory.md §10).
+    `overrides` are BoundOptions fields set on top of `options` (e.g. ``bound(m, d, out, samples=300)``).
+    `device` and `batch_size` are where and how many rows the model scores (the numbers do not depend on
+    them); `message` overrides the message length (used by experiments that already computed it).
     """
     from ..evaluate.score import score
     from .heldout import certificate_assumptions, tokenizer_charge
 
+    unknown = sorted(set(overrides) - {f.name for f in fields(BoundOptions)})
+    if unknown:
+        raise TypeError(f"bound() got unexpected keyword arguments {unknown}")
     model_path, data, out = Path(model_path), Path(data), Path(out)
     if out.suffix != ".json":
-        raise TokenboundError(f"--out {out}: a certificate is a .json file")
+        raise TokenboundError(f"a certificate is a .json file, got {out}", param="out")
     if out.exists() and not force:
-        raise TokenboundError(f"--out {out}: already exists (use --force to overwrite)")
-    exhaustive = samples == "all"
-    if exhaustive:
-        # every window of the rule once: the empirical risk is exact, no subsampling term, nothing to pilot
-        if sampler not in ("token", "block", "all"):
-            raise TokenboundError(f"--samples all: works with the token or block sampler, got --sampler {sampler}")
-        if pilot_draws:
-            raise TokenboundError("--pilot-draws: an exhaustive certificate (--samples all) has no pilot")
-        sampler, pilot_draws = "all", 0
-    elif isinstance(samples, bool) or not isinstance(samples, int) or samples <= 0:
-        raise TokenboundError(f"--samples: must be a positive integer or 'all', got {samples!r}")
-    if doc_samples < 0:
-        raise TokenboundError(f"--doc-samples: must be >= 0, got {doc_samples}")
-    check_delta(delta, "--delta")
-    user_extras = check_extra_bits(extra_bits, "--extra-bits")
-    if azuma_ci is not None and azuma_ci not in CI_METHODS:
-        raise TokenboundError(f"--azuma-ci: expected one of {', '.join(CI_METHODS)}, got {azuma_ci!r}")
-    if pilot_draws is None:
-        pilot_draws = default_pilot_draws(samples)
-    if pilot_draws < 0 or (pilot_draws and pilot_draws > samples - 2):
-        raise TokenboundError(f"--pilot-draws: must be 0 or between 1 and --samples − 2 = {samples - 2}, "
-                              f"got {pilot_draws}")
+        raise TokenboundError(f"{out} already exists (use --force to overwrite)", param="out")
+    opts = replace(options or BoundOptions(), **overrides).checked()
+    exhaustive = opts.samples == "all"
     kind = artifact_type(model_path)
-    store, train_store, independence = resolve_stores(data, heldout, train_data, model_path=model_path, kind=kind,
-                                                      assume_unseen=assume_unseen)
-    tokenizer_bits = tokenizer_charge(store, heldout)  # {"tokenizer": bits} when fitted on this store's documents
-    uses_betting = "betting" in (subsample_ci, azuma_ci or subsample_ci)
-    check_control_spec(control_variate, store.num_tokens if uses_betting else 0)
+    store, train_store, independence = resolve_stores(data, opts.heldout, opts.train_data, model_path=model_path,
+                                                      kind=kind, assume_unseen=opts.assume_unseen)
+    tokenizer_bits = tokenizer_charge(store, opts.heldout)  # {"tokenizer": bits} when fitted on this store's documents
+    check_control_spec(opts.control_variate, store.num_tokens if opts.uses_betting else 0)
     msg = message or message_length(model_path, kind, device=device)
-    taken = sorted(set(user_extras) & (set(msg.extra_bits) | set(tokenizer_bits)))
+    taken = sorted(set(opts.extra_bits) & (set(msg.extra_bits) | set(tokenizer_bits)))
     if taken:
-        raise TokenboundError(f"--extra-bits: {', '.join(taken)} already charged by the model's message "
-                              f"({msg.label}); use another name")
+        raise TokenboundError(f"{', '.join(taken)} already charged by the model's message ({msg.label}); "
+                              f"use another name", param="extra_bits")
     model = load(model_path, device=device)
-    rule = ContextRule.parse(context or default_context(model, kind, model_path))
-    if exhaustive:
-        samples = rule.num_windows(0, store.num_tokens)
+    rule = ContextRule.parse(opts.context or default_context(model, kind, model_path))
+    samples = rule.num_windows(0, store.num_tokens) if exhaustive else opts.samples
 
-    stats = score(model, store, rule, sampler, samples, seed, out_dir=stats_dir_for(out, ".stats"),
+    stats = score(model, store, rule, opts.sampler, samples, opts.seed, out_dir=stats_dir_for(out, ".stats"),
                   batch_size=batch_size, device=device, progress=progress, model_sha256=msg.model_sha256)
-    if control_variate != "none" and uses_betting and not exhaustive:
-        stats = attach_control(stats, store, control_variate)
+    if opts.control_variate != "none" and opts.uses_betting and not exhaustive:
+        stats = attach_control(stats, store, opts.control_variate)
         stats.save(stats_dir_for(out, ".stats") / STATS_FILE)
     doc_stats = None
-    if doc_samples:
+    if opts.doc_samples:
         # non-overlapping windows laid over each sampled document: every token once, one pass per B tokens
         doc_rule = ContextRule.parse(f"doc:{rule.block}/{rule.block}")
-        doc_stats = score(model, store, doc_rule, "document", doc_samples, seed + 1,
+        doc_stats = score(model, store, doc_rule, "document", opts.doc_samples, opts.seed + 1,
                           out_dir=stats_dir_for(out, ".docstats"), batch_size=batch_size, device=device,
                           progress=progress, model_sha256=msg.model_sha256)
-    extras = {**msg.extra_bits, **tokenizer_bits, **user_extras}
-    cert = certify(
-        stats, message_bits=msg.bits, message_prefix_free=msg.prefix_free, extra_bits=extras, delta=delta,
-        methods=tuple(methods), heldout=heldout, document_stats=doc_stats,
+    inputs = CertifyInputs(
+        message_bits=msg.bits, message_prefix_free=msg.prefix_free,
+        extra_bits={**msg.extra_bits, **tokenizer_bits, **opts.extra_bits}, delta=opts.delta,
+        methods=opts.methods, heldout=opts.heldout,
         num_documents=store.num_documents if doc_stats is not None else None,
-        mean_bytes_per_token=store.mean_bytes_per_token, subsample_ci=subsample_ci, pilot_draws=pilot_draws,
-        azuma_ci=azuma_ci,
-        **({"alpha_grid": tuple(alpha_grid)} if alpha_grid else {}),
+        mean_bytes_per_token=store.mean_bytes_per_token, subsample_ci=opts.subsample_ci,
+        pilot_draws=opts.pilot_draws, azuma_ci=opts.azuma_ci,
+        **({"alpha_grid": tuple(opts.alpha_grid)} if opts.alpha_grid else {}))
+    cert = certify(
+        stats, inputs, document_stats=doc_stats,
         model={**path_record(model_path, out.parent), "type": kind, "sha256": msg.model_sha256,
                "artifact_sha256": artifact_sha256(model_path), "message_label": msg.label,
                "message_details": msg.details, "describe": stats.meta.get("model")},
@@ -279,16 +250,17 @@ def bound(model_path: Path, data: Path, out: Path, *, samples: int = DEFAULT_SAM
               "training_store": None if train_store is None else {**path_record(train_store.path, out.parent),
                                                                    "sha256": train_store.sha256},
               "heldout_independence": independence, "tokenizer_fit": store.manifest.get("tokenizer_fit")},
-        provenance={"command": " ".join(sys.argv), "seed": seed, "device": device,
-                    "samples": samples, "doc_samples": doc_samples})
-    cert["assumptions"] = certificate_assumptions(independence, store, tokenizer_bits)
+        provenance={"command": " ".join(sys.argv), "seed": opts.seed, "device": device,
+                    "samples": samples, "doc_samples": opts.doc_samples})
+    extra: dict[str, Any] = {"assumptions": certificate_assumptions(independence, store, tokenizer_bits)}
     rates = compressor_rates(store)  # reference rates of real compressors on the same text (not bounds)
     if rates is not None:
-        cert["reference_compressors"] = rates.to_json()
-    cert["stats"] = stats_reference(out, stats_dir_for(out, ".stats"))
+        extra["reference_compressors"] = rates.to_json()
+    extra["stats"] = stats_reference(out, stats_dir_for(out, ".stats"))
     if doc_stats is not None:
-        cert["document_stats"] = stats_reference(out, stats_dir_for(out, ".docstats"))
-    write_json(out, cert)
+        extra["document_stats"] = stats_reference(out, stats_dir_for(out, ".docstats"))
+    cert = replace(cert, extra=extra)
+    write_json(out, cert.to_json())
     return cert
 
 
@@ -317,41 +289,42 @@ def load_stats(cert: dict[str, Any], cert_path: Path, key: str = "stats") -> Tok
     return TokenStats.load(path)
 
 
-def summary_lines(cert: dict[str, Any]) -> list[str]:
-    """A short human summary of a certificate (printed by `bound`, `verify` and the demo)."""
-    inp, terms = cert["inputs"], cert["terms"]
-    label = "test-set bound (held-out data, message length 0)" if inp["heldout"] else "generalization bound"
-    assumed = [a for a in cert.get("assumptions") or [] if a.startswith("assumed:")]
-    if inp["heldout"] and ((cert.get("data") or {}).get("heldout_independence") or {}).get("established") == "assumed":
+def summary_lines(cert: Certificate | Mapping[str, Any]) -> list[str]:
+    """A short human summary of a certificate (printed by `bound`, `verify` and the demo); a JSON dict is read
+    as a Certificate first."""
+    from ..report.flat import certificate_numbers
+
+    if not isinstance(cert, Certificate):
+        cert = Certificate.from_json(cert)
+    v = certificate_numbers(cert)
+    label = "test-set bound (held-out data, message length 0)" if v["heldout"] else "generalization bound"
+    if v["assumed_unseen"]:
         label = "test-set bound CONDITIONAL on the assumption that the model was not trained on this data " \
                 "(message length 0)"
     lines = [
-        f"{label}: {cert['bound_bits_per_token']:.3f} bits/token  [{cert['method']}, alpha={inp['alpha']}]",
-        f"  = empirical {terms['empirical_bits']:.3f} + complexity {terms['complexity_bits']:.3f}"
-        f" + subsampling {terms['subsample_bits']:.3f}",
-        f"  random guess: {cert['random_guess_bits']:.3f} bits/token  ->  "
-        + ("VACUOUS" if cert["vacuous"] else "non-vacuous"),
-        f"  m = {inp['num_tokens']:,} tokens, n = {inp['sample_size']:,} draws ({inp['sampler']}), "
-        f"context {inp['context_rule']}, delta = {inp['delta']}, message = {inp['message_bits']:,.0f} bits",
+        f"{label}: {v['bound']:.3f} bits/token  [{v['bound_method']}, alpha={v['alpha']}]",
+        f"  = empirical {v['empirical']:.3f} + complexity {v['complexity']:.3f} + subsampling {v['subsample']:.3f}",
+        f"  random guess: {v['random_guess']:.3f} bits/token  ->  " + ("VACUOUS" if v["vacuous"] else "non-vacuous"),
+        f"  m = {v['num_tokens']:,} tokens, n = {v['sample_size']:,} draws ({v['sampler']}), "
+        f"context {v['context']}, delta = {v['delta']}, message = {v['message_bits']:,.0f} bits",
     ]
-    lines += [f"  {a}" for a in assumed]
-    for name, b in cert["bounds"].items():
-        if name != cert["method"]:
-            lines.append(f"  {name}: {b['bound_bits_per_token']:.3f} bits/token")
-    tk = cert.get("top_k_error_bounds") or {}
-    if tk:
+    lines += [f"  {a}" for a in cert.extra.get("assumptions") or [] if a.startswith("assumed:")]
+    for name in cert.bounds:
+        if name != v["bound_method"]:
+            lines.append(f"  {name}: {v[name]:.3f} bits/token")
+    if cert.top_k:
         # an error rate is at most 1: min(bound, 1) is still valid, and a bound above 1 says nothing
         lines.append("  top-k error bounds: " + ", ".join(
-            f"top-{k} {v:.3f}" if v <= 1 else f"top-{k} 1 (vacuous; computed {v:.3f})" for k, v in tk.items()))
-    if cert.get("bits_per_byte") is not None:
-        ref = cert.get("reference_compressors") or {}
-        line = f"  bits per byte: {cert['bits_per_byte']:.3f}"
-        if ref:
-            line += (f"   (same text: gzip -9 {ref['gzip_bits_per_byte']:.3f}, xz -9e {ref['xz_bits_per_byte']:.3f}; "
+            f"top-{k} {b:.3f}" if b <= 1 else f"top-{k} 1 (vacuous; computed {b:.3f})"
+            for k, b in cert.top_k_error_bounds.items()))
+    if v["bits_per_byte"] is not None:
+        line = f"  bits per byte: {v['bits_per_byte']:.3f}"
+        if v["gzip_bits_per_byte"] is not None:
+            line += (f"   (same text: gzip -9 {v['gzip_bits_per_byte']:.3f}, xz -9e {v['xz_bits_per_byte']:.3f}; "
                      f"compressors' actual rates, not bounds)")
         lines.append(line)
-    if cert["vacuous"]:
-        be = (cert.get("break_even_tokens") or {}).get(cert["method"])
+    if v["vacuous"]:
+        be = v["break_even_tokens"]
         lines.append("  break-even data size: " + (f"{be:,.0f} tokens (tokens of the same data at which this bound "
                                                      f"would become non-vacuous)" if be and math.isfinite(be)
                                                      else "none (empirical loss alone is above the guess line)"))

@@ -29,10 +29,10 @@ _SMOOTHING = "add:0.1"
 
 def check_control_spec(spec: str, num_tokens: int = 0) -> str:
     if spec not in CONTROL_SPECS:
-        raise TokenboundError(f"--control-variate: expected one of {', '.join(CONTROL_SPECS)}, got {spec!r}")
+        raise TokenboundError(f"expected one of {', '.join(CONTROL_SPECS)}, got {spec!r}", param="control_variate")
     if spec != "none" and num_tokens > MAX_CONTROL_TOKENS:
-        raise TokenboundError(f"--control-variate {spec}: holds the whole stream in memory (up to ~40 bytes per "
-                              f"token); the store has {num_tokens:,} tokens, pass --control-variate none")
+        raise TokenboundError(f"{spec} holds the whole stream in memory (up to ~40 bytes per token); the store "
+                              f"has {num_tokens:,} tokens, pass --control-variate none", param="control_variate")
     return spec
 
 
@@ -45,7 +45,7 @@ def stream_bits(tokens: np.ndarray, doc_offsets: np.ndarray, vocab_size: int, eo
     """g_i in bits for every position of a token stream (doc rule), for a ``markov:K`` spec."""
     check_control_spec(spec)
     if spec == "none":
-        raise TokenboundError("--control-variate none has no values")
+        raise TokenboundError("'none' has no values", param="control_variate")
     order = int(spec.split(":")[1])
     if order == 0:
         counts = np.bincount(tokens, minlength=vocab_size).astype(np.float64) + 0.1

@@ -59,14 +59,14 @@ def same_tokenization(a: TokenStore, b: TokenStore) -> bool:
 def check_disjoint(heldout: TokenStore, train: TokenStore, what: str = "the training store") -> int:
     """Refuse unless `heldout` shares no document with `train`; returns the number of held-out documents."""
     if heldout.sha256 == train.sha256:
-        raise TokenboundError(f"--heldout: {heldout.path} is {what} itself")
+        raise TokenboundError(f"{heldout.path} is {what} itself", param="heldout")
     if not same_tokenization(heldout, train):
-        raise TokenboundError(f"--heldout: {heldout.path} and {what} {train.path} are tokenized differently, so "
-                              f"their documents cannot be compared")
+        raise TokenboundError(f"{heldout.path} and {what} {train.path} are tokenized differently, so their "
+                              f"documents cannot be compared", param="heldout")
     shared = len(document_hashes(heldout) & document_hashes(train))
     if shared:
-        raise TokenboundError(f"--heldout: {heldout.path} shares {shared} document(s) with {what} "
-                              f"{train.path}; a test-set bound needs data the model never saw")
+        raise TokenboundError(f"{heldout.path} shares {shared} document(s) with {what} {train.path}; a test-set "
+                              f"bound needs data the model never saw", param="heldout")
     return heldout.num_documents
 
 
@@ -146,19 +146,20 @@ def establish_independence(heldout: TokenStore, data: TokenStore, model_path: Pa
         raise TokenboundError(f"{UNSEEN_FLAG}: {model_path} records the data it was trained on, so independence is "
                               f"checked against it, not assumed; drop {UNSEEN_FLAG}")
     if unknown is not None and not assume_unseen:
-        raise TokenboundError(f"--heldout: {unknown}; pass {UNSEEN_FLAG} to certify under the assumption that "
-                              f"{UNSEEN_ASSUMPTION}")
+        raise TokenboundError(f"{unknown}; pass {UNSEEN_FLAG} to certify under the assumption that "
+                              f"{UNSEEN_ASSUMPTION}", param="heldout")
     if train_data is not None and seen and all(s.sha256 != train_data.sha256 for s in seen):
-        raise TokenboundError(f"--train-data {train_data.path}: not the model's training store (the model's manifest "
-                              f"records sha256 {', '.join(s.sha256[:16] for s in seen)})")
+        raise TokenboundError(f"{train_data.path} is not the model's training store (the model's manifest "
+                              f"records sha256 {', '.join(s.sha256[:16] for s in seen)})", param="train_data")
     checks = []
     for s in seen:
         if heldout.sha256 == s.sha256:
-            raise TokenboundError(f"--heldout: {heldout.path} is the model's own {s.role} store")
+            raise TokenboundError(f"{heldout.path} is the model's own {s.role} store", param="heldout")
         store = _locate(s, [data, train_data])
         if store is None:
-            raise TokenboundError(f"--heldout: cannot show that {heldout.path} is disjoint from the model's {s.role} "
-                                  f"store (sha256 {s.sha256[:16]}), which is not found; pass --train-data DIR")
+            raise TokenboundError(f"cannot show that {heldout.path} is disjoint from the model's {s.role} store "
+                                  f"(sha256 {s.sha256[:16]}), which is not found; pass --train-data DIR",
+                                  param="heldout")
         n = check_disjoint(heldout, store, f"the model's {s.role} store")
         how = ("the val split of the model's training store, checked document by document"
                if _same_dir(heldout.path, store.path / "val") else "no document in common with the store")

@@ -76,14 +76,14 @@ def parse_rescore(value: str | int) -> int | None:
     except (TypeError, ValueError):
         n = -1
     if n < 0 or (isinstance(value, float) and not float(value).is_integer()):
-        raise TokenboundError(f"--rescore: expected a number of draws >= 0 or 'all', got {value!r}")
+        raise TokenboundError(f"expected a number of draws >= 0 or 'all', got {value!r}", param="rescore")
     return n
 
 
 def check_count(count: int | None) -> int | None:
     """A number of draws to re-score: None (all) or an integer >= 0; a one-line error otherwise."""
     if count is not None and (isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0):
-        raise TokenboundError(f"rescore: expected a number of draws >= 0 or None (all), got {count!r}")
+        raise TokenboundError(f"expected a number of draws >= 0 or None (all), got {count!r}", param="rescore")
     return count
 
 
@@ -93,7 +93,7 @@ def check_tolerance(tol_bits: float) -> float:
     except (TypeError, ValueError):
         tol = -1.0
     if not (tol >= 0 and math.isfinite(tol)):
-        raise TokenboundError(f"--rescore-tol: must be a finite number of bits >= 0, got {tol_bits!r}")
+        raise TokenboundError(f"must be a finite number of bits >= 0, got {tol_bits!r}", param="rescore_tol")
     return tol
 
 

@@ -52,17 +52,17 @@ def check_inputs(model: LanguageModel, store: TokenStore, rule: ContextRule, sam
                  batch_size: int, shard_size: int) -> None:
     check_sampler(sampler, rule)
     if int(n) != n or n <= 0:
-        raise TokenboundError(f"--samples: must be a positive integer, got {n}")
+        raise TokenboundError(f"the number of draws must be a positive integer, got {n}", param="n")
     if int(model.vocab_size) != store.vocab_size:
         raise TokenboundError(f"{store.path}: store vocabulary has {store.vocab_size} tokens but the model's has "
                               f"{model.vocab_size}")
     if model.max_context is not None and rule.block > int(model.max_context):
-        raise TokenboundError(f"--context {rule}: block size {rule.block} exceeds the model's maximum context "
-                              f"{model.max_context}")
+        raise TokenboundError(f"{rule}: block size {rule.block} exceeds the model's maximum context "
+                              f"{model.max_context}", param="rule")
     if batch_size < 1:
-        raise TokenboundError(f"--batch-size: must be >= 1, got {batch_size}")
+        raise TokenboundError(f"must be >= 1, got {batch_size}", param="batch_size")
     if shard_size < 1:
-        raise TokenboundError(f"--shard-size: must be >= 1, got {shard_size}")
+        raise TokenboundError(f"must be >= 1, got {shard_size}", param="shard_size")
     if store.num_tokens == 0:
         raise TokenboundError(f"{store.path}: the token store is empty, nothing to score")
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..artifacts import MANIFEST, read_json, write_bytes, write_json
 from ..errors import TokenboundError
+from ..report.flat import markdown_table  # noqa: F401  (the studies' tables: one format with the report's)
 from ..stages import Stages, done
 
 SCALES = ("tiny", "small", "paper")
@@ -54,7 +55,7 @@ class Study:
 
         self.out = Path(self.out)
         check_scale(self.scale)
-        self.extra_bits = check_extra_bits(self.extra_bits, "--extra-bits")
+        self.extra_bits = check_extra_bits(self.extra_bits)
         if self.data is not None:
             self.data = Path(self.data)
             if not (self.data / MANIFEST).exists():
@@ -214,47 +215,17 @@ def unsmoothed_bits(prob: np.ndarray) -> float:
 
 
 def cert_numbers(path: Path) -> dict[str, Any]:
-    """The numbers a study table shows for one certificate (bits per token; top-k: error rates). "empirical" is
-    the smoothed loss at the certificate's α (what the bound adds to); "unsmoothed" the model's own loss."""
+    """The numbers a study table shows for one certificate (report/flat.py; bits per token, top-k: error
+    rates), its path, and "unsmoothed": the model's own loss on the sampled positions ("empirical" is the
+    smoothed loss at the certificate's α, what the bound adds to)."""
+    from ..bounds.schema import Certificate
     from ..evaluate.bound import load_stats
+    from ..report.flat import certificate_numbers
 
     cert = read_json(path, "certificate")
     stats = load_stats(cert, Path(path))
-    tk = cert.get("top_k_error_bounds") or {}
-    doc = (cert.get("bounds") or {}).get("document_level") or {}
-    return {"certificate": str(path), "bound": cert["bound_bits_per_token"], "bound_method": cert["method"],
-            "empirical": cert["terms"]["empirical_bits"], "complexity": cert["terms"]["complexity_bits"],
-            "subsample": cert["terms"]["subsample_bits"], "message_bits": cert["inputs"]["message_bits"],
-            "alpha": cert["inputs"]["alpha"], "unsmoothed": unsmoothed_bits(stats.prob),
-            "num_tokens": cert["inputs"]["num_tokens"],
-            "sample_size": cert["inputs"]["sample_size"], "context": cert["inputs"]["context_rule"],
-            "top1": tk.get("1"), "top10": tk.get("10"), "top100": tk.get("100"),
-            "document_level": doc.get("bound_bits_per_token"), "random_guess": cert["random_guess_bits"],
-            "vacuous": cert["vacuous"], "break_even_tokens": (cert.get("break_even_tokens") or {}).get(cert["method"]),
-            "bits_per_byte": cert.get("bits_per_byte")}
-
-
-# -- outputs -------------------------------------------------------------------------------------------------
-def fmt(v: Any, digits: int = 3) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, (int, np.integer)):
-        return f"{int(v):,}"
-    if isinstance(v, float):
-        if not np.isfinite(v):
-            return str(v)
-        return f"{v:,.0f}" if abs(v) >= 1e3 else f"{v:.{digits}f}"
-    return str(v)
-
-
-def markdown_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
-    """A Markdown table with one line per row; `columns` are (key, title) pairs."""
-    head = "| " + " | ".join(t for _, t in columns) + " |"
-    sep = "|" + "|".join("---" for _ in columns) + "|"
-    body = ["| " + " | ".join(fmt(r.get(k)) for k, _ in columns) + " |" for r in rows]
-    return "\n".join([head, sep, *body])
+    return {"certificate": str(path), **certificate_numbers(Certificate.from_json(cert)),
+            "unsmoothed": unsmoothed_bits(stats.prob)}
 
 
 def pyplot():

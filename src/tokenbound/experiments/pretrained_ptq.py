@@ -92,16 +92,18 @@ def bound_at_size(cert_path: Path, num_tokens: int) -> float:
     of a training set of that size)."""
     from ..artifacts import read_json
     from ..bounds.certificate import certify as certify_stats
+    from ..bounds.schema import CertifyInputs
     from ..evaluate.bound import load_stats
 
     cert = read_json(cert_path)
     stats = load_stats(cert, cert_path)
     stats = dataclasses.replace(stats, meta={**stats.meta, "population_tokens": int(num_tokens)})
     inp = cert["inputs"]
-    out = certify_stats(stats, message_bits=inp["message_bits"], message_prefix_free=inp["message_prefix_free"],
-                        extra_bits=inp["extra_bits"], delta=inp["delta"], delta_split=inp["delta_split"],
-                        alpha_grid=inp["alpha_grid"], methods=inp["methods"])
-    return float(out["bound_bits_per_token"])
+    out = certify_stats(stats, CertifyInputs(
+        message_bits=inp["message_bits"], message_prefix_free=inp["message_prefix_free"],
+        extra_bits=inp["extra_bits"], delta=inp["delta"], delta_split=inp["delta_split"],
+        alpha_grid=tuple(inp["alpha_grid"]), methods=tuple(inp["methods"])))
+    return out.bound_bits_per_token
 
 
 def run(study: Study) -> dict[str, Any]:

@@ -8,7 +8,8 @@ from typing import Iterable
 from ..artifacts import ensure_parent_dir, is_regular_file, remove_empty_dirs, write_bytes
 from ..errors import TokenboundError
 from .plots import plot_bound_vs_message, plot_terms
-from .tables import certificate_row, check_certificate, find_certificates, markdown_table
+from .flat import markdown_table
+from .tables import COLUMNS, certificate_row, check_certificate, find_certificates
 
 
 def checked_rows(certs, names: dict[str, str] | None = None) -> list[dict]:
@@ -75,7 +76,7 @@ def _write(rows, certs, out: Path, title: str, tmp1: Path, tmp2: Path, fig1: Pat
         f"All numbers are bits per token (top-k: error rate), at confidence 1 − δ = {1 - any_cert['inputs']['delta']:g}. "
         f"Random guess: log2 V = {any_cert['random_guess_bits']:.3f} bits/token. \"train\" rows are generalization "
         "bounds on the training tokens; \"test-set\" rows certify held-out data with message length 0.", "",
-        markdown_table(rows), "",
+        markdown_table(rows, COLUMNS), "",
         _check_note(rows), "",
         f"![bound vs message length]({fig1.name})", "",
         f"![terms of each bound]({fig2.name})", "",

@@ -66,7 +66,7 @@ def bound_vs_message_figure(rows: list[dict[str, Any]]):
     guess = train[0]["random_guess"] if train else (rows[0]["random_guess"] if rows else None)
     top = None
     if train:
-        lows = [min(r["bound"], r["empirical_bits"]) for r in train]
+        lows = [min(r["bound"], r["empirical"]) for r in train]
         top = CLIP_FACTOR * guess
         if max(r["bound"] for r in train) < top:
             top = max(guess, max(r["bound"] for r in train)) * 1.08
@@ -84,7 +84,7 @@ def bound_vs_message_figure(rows: list[dict[str, Any]]):
         label = f"{i}  {r['name']}: {r['bound']:.3f}" + ("  (above the plot)" if clipped else "")
         ax.scatter(r["message_bits"], y, s=46, color=c, marker="^" if clipped else "o", zorder=3, label=label,
                    clip_on=False)
-        ax.scatter(r["message_bits"], r["empirical_bits"], s=30, facecolors="none", edgecolors=c, zorder=3)
+        ax.scatter(r["message_bits"], r["empirical"], s=30, facecolors="none", edgecolors=c, zorder=3)
         dx, dy = _free_offset(ax, (r["message_bits"], y), taken, below=clipped)
         ax.annotate(str(i), (r["message_bits"], y), fontsize=8, xytext=(dx, dy), textcoords="offset points",
                     ha="center", va="center", color=c, fontweight="bold")
@@ -150,9 +150,9 @@ def terms_figure(rows: list[dict[str, Any]]):
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(6.4, 1.1 * len(rows) + 2), 4.6))
     names = ["\n".join(textwrap.wrap(f"{r['name']} ({r['kind']})", 18)) for r in rows]
-    emp = [r["empirical_bits"] for r in rows]
-    comp = [r["complexity_bits"] for r in rows]
-    sub = [r["subsample_bits"] for r in rows]
+    emp = [r["empirical"] for r in rows]
+    comp = [r["complexity"] for r in rows]
+    sub = [r["subsample"] for r in rows]
     x = list(range(len(rows)))
     ax.bar(x, emp, label="empirical loss")
     ax.bar(x, comp, bottom=emp, label="complexity (message length)")

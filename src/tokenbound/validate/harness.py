@@ -34,11 +34,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..bounds.certificate import default_pilot_draws
+from ..bounds.schema import CertifyInputs
 from ..bounds.stats import TokenStats
 from ..bounds.topk import RANK_RULE, rank_table
 from ..errors import TokenboundError
 from ..models.markov import MarkovModel
 from .sources import Source, make_source
+
+VALIDATE_CONTROL = "markov:0"  # validate's control variate: a unigram fitted on each trial's stream
 
 CERTIFIED_METHODS = ("azuma", "variance_adaptive")
 METHODS = CERTIFIED_METHODS + ("broken",)
@@ -130,22 +133,22 @@ def run_trial(source: Source, *, trial_seed: int, tokens: int, samples: int, ord
     stats = _token_stats(model, stream.tokens, stream.doc_offsets, samples, rng, trial_seed, control)
     certified = tuple(m for m in methods if m in CERTIFIED_METHODS) or ("azuma",)  # broken needs Azuma's α
     options = {} if subsample_ci is None else {"subsample_ci": subsample_ci, "pilot_draws": pilot_draws}
-    cert = certify_fn(stats, message_bits=model.message_bits, message_prefix_free=True, delta=delta,
-                      methods=certified, top_k=tuple(top_k), **options)
-    grid = np.asarray(cert["inputs"]["alpha_grid"], dtype=np.float64)
+    cert = certify_fn(stats, CertifyInputs(message_bits=model.message_bits, message_prefix_free=True, delta=delta,
+                                           methods=certified, top_k=tuple(top_k), **options))
+    grid = np.asarray(cert.inputs.alpha_grid, dtype=np.float64)
     risks, train = true_risk_bits(model, stream.tokens, stream.doc_offsets, stream.true_probs, grid)
     out: dict[str, Any] = {"seed": trial_seed, "message_bits": model.message_bits, "methods": {}}
     for name in methods:
-        entry = cert["bounds"]["azuma" if name == "broken" else name]
-        a = int(np.flatnonzero(grid == entry["alpha"])[0])
-        bound = float(train[a]) if name == "broken" else float(entry["bound_bits_per_token"])
+        entry = cert.bounds["azuma" if name == "broken" else name]
+        a = int(np.flatnonzero(grid == entry.alpha)[0])
+        bound = float(train[a]) if name == "broken" else float(entry.bound_bits_per_token)
         out["methods"][name] = {"bound": bound, "risk": float(risks[a]), "alpha": float(grid[a]),
                                 "covered": bool(bound >= risks[a])}
     if top_k:
         k_risk, k_train = true_top_k_risk(model, stream.tokens, stream.doc_offsets, stream.true_probs, top_k)
         out["top_k"] = {}
         for j, k in enumerate(top_k):
-            bound = float(cert["top_k"][str(k)]["bound_bits_per_token"])  # an error rate, despite the name
+            bound = float(cert.top_k[k].bound_bits_per_token)  # an error rate, despite the name
             out["top_k"][str(k)] = {"bound": bound, "risk": float(k_risk[j]), "train": float(k_train[j]),
                                     "covered": bool(bound >= k_risk[j])}
     return out
@@ -204,7 +207,7 @@ def _trial_worker(job: tuple) -> dict[str, Any]:
 def validate(source: str = "markov", *, trials: int = 100, tokens: int = 10_000, samples: int = 2_000,
              order: int = 1, smoothing: str = "wb", methods: Sequence[str] = METHODS, delta: float = 0.05,
              seed: int = 0, workers: int = 1, progress: bool = True, certify_fn=None,
-             subsample_ci: str = "betting", control: str = "markov:0", pilot_draws: int | None = None,
+             subsample_ci: str = "betting", control: str = VALIDATE_CONTROL, pilot_draws: int | None = None,
              top_k: Sequence[int] = DEFAULT_TOP_K) -> dict[str, Any]:
     """Run `trials` trials and summarise coverage per method and per top-k (module docstring). JSON-ready dict.
 
