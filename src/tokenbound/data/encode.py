@@ -23,7 +23,7 @@ from .tally import UNREADABLE, Tally, content_bytes, corpus_progress, usable
 from .tokenizers import HFTokenizer, TextTokenizer
 from .writer import StoreWriter
 
-BATCH_BYTES = 1 << 22           # ~4 MiB of text per encode batch
+BATCH_BYTES = 1 << 21           # ~2 MiB of text per encode batch (two batches in flight)
 BATCH_DOCS = 4096
 
 
