@@ -1,6 +1,7 @@
 """`prepare` throughput and peak memory, the old code (a git ref) and this checkout side by side.
 
     python benchmarks/bench_prepare.py [--corpus stdlib] [--vocab 8192] [--old-ref main] [--val-fraction 0.05]
+                                       [--repeat 1]
     python benchmarks/bench_prepare.py --corpus python --old-ref ''     # every installed .py file (~250 MB)
 
 A `bpe:VOCAB` tokenizer is fitted once on `--tokenizer-corpus` (default stdlib-tests, at most 32 MiB of it) and
@@ -8,7 +9,8 @@ given to both runs as ``hf:tokenizer.json``, so that the runs time reading, enco
 writing, not BPE training. Each run is a fresh Python process (its own peak RSS) calling
 ``tokenbound.data.prepare.prepare``; its progress lines are shown as it goes. Printed per run: wall seconds of
 ``prepare``, CPU seconds (all its threads), MB of text per second and per CPU second, peak RSS, tokens; then
-whether the two stores are identical (tokens.bin and doc_offsets.npy of train and val). The old ref is read with
+whether the two stores are identical (tokens.bin and doc_offsets.npy of train and val). With ``--repeat R`` the
+runs alternate old, new, old, ... and the table shows each code's fastest wall and smallest CPU time. The old ref is read with
 ``git archive`` (nothing is checked out); ``--old-ref ''`` skips it, as does a corpus spec the old code lacks.
 The machine's load average is printed before and after: on a shared machine compare MB per CPU second.
 Goal: >= 5 MB/s on 2 cores.
@@ -19,6 +21,7 @@ import argparse
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -112,6 +115,7 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=8192)
     ap.add_argument("--val-fraction", type=float, default=0.05)
     ap.add_argument("--old-ref", default="main", help="git ref of the old code ('' to skip it; default main)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each code, alternating (default 1)")
     args = ap.parse_args()
 
     print(f"cpus {os.cpu_count()}, {load()}", flush=True)
@@ -124,9 +128,19 @@ def main() -> None:
                 and f'"{args.corpus}"' not in (old_src / "tokenbound/data/corpus.py").read_text():
             print(f"old code has no corpus spec {args.corpus}; skipping the old run", flush=True)
             old_src = None
-        if old_src is not None:
-            results["old"] = run("old", old_src, args.corpus, tokenizer, tmp / "old_store", args.val_fraction)
-        results["new"] = run("new", REPO / "src", args.corpus, tokenizer, tmp / "new_store", args.val_fraction)
+        codes = ([("old", old_src)] if old_src is not None else []) + [("new", REPO / "src")]
+        for i in range(max(1, args.repeat)):
+            for label, src in codes:
+                out = tmp / f"{label}_store"
+                if out.exists():
+                    shutil.rmtree(out)
+                r = run(f"{label} {i + 1}/{args.repeat}" if args.repeat > 1 else label, src, args.corpus, tokenizer,
+                        out, args.val_fraction)
+                best = results.get(label)
+                if r is not None and best is not None:  # the fastest wall and the smallest CPU time of the runs
+                    r = {**r, "seconds": min(r["seconds"], best["seconds"]), "cpu": min(r["cpu"], best["cpu"]),
+                         "maxrss_kb": max(r["maxrss_kb"], best["maxrss_kb"])}
+                results[label] = r if r is not None else best
 
         print(f"\n{'code':<5} {'wall s':>7} {'CPU s':>7} {'MB':>7} {'MB/s':>6} {'MB/CPU s':>9} {'peak RSS':>9} "
               f"{'tokens':>12}")

@@ -16,6 +16,8 @@ from tokenbound.data.prepare import prepare
 from tokenbound.data.walk import _glob, matching_files
 from tokenbound.errors import TokenboundError
 
+from test_prepare import write_corpus
+
 STDLIB = {
     "json/__init__.py": "from .decoder import x\n",
     "json/decoder.py": "x = 1\n",
@@ -35,18 +37,11 @@ SITE = {
 DIST = {"zeta.py": "Z = 'last root'\n", "alpha.py": "A = 'first file of the root'\n"}
 
 
-def write(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text, encoding="utf-8")
-    return root
-
-
 @pytest.fixture
 def roots(tmp_path):
-    return [SourceRoot("stdlib", write(tmp_path / "lib" / "python3", STDLIB), stdlib=True),
-            SourceRoot("site-packages", write(tmp_path / "venv" / "site-packages", SITE)),
-            SourceRoot("dist-packages", write(tmp_path / "usr" / "dist-packages", DIST))]
+    return [SourceRoot("stdlib", write_corpus(tmp_path / "lib" / "python3", STDLIB), stdlib=True),
+            SourceRoot("site-packages", write_corpus(tmp_path / "venv" / "site-packages", SITE)),
+            SourceRoot("dist-packages", write_corpus(tmp_path / "usr" / "dist-packages", DIST))]
 
 
 @pytest.fixture
@@ -75,7 +70,8 @@ def test_documents_in_root_then_path_order_deduplicated(roots):
 
 def test_order_does_not_depend_on_creation_order(tmp_path, roots):
     """The same files written in the reverse order (another directory listing order) give the same documents."""
-    again = [SourceRoot(r.id, write(tmp_path / "again" / r.id, dict(reversed(list(files.items())))), r.stdlib)
+    again = [SourceRoot(r.id, write_corpus(tmp_path / "again" / r.id, dict(reversed(list(files.items())))),
+                        r.stdlib)
              for r, files in zip(roots, (STDLIB, SITE, DIST))]
     first = [(d.identity, d.text) for d in PythonCorpus("python", roots).documents()]
     assert [(d.identity, d.text) for d in PythonCorpus("python", again).documents()] == first
@@ -144,9 +140,9 @@ def test_bad_roots(tmp_path):
 
 def test_fast_walk_lists_what_path_glob_lists(tmp_path):
     """The scandir walk behind `**/NAME` patterns finds the same files and skipped folders as Path.glob."""
-    root = write(tmp_path / "t", {"a.py": "", "b.txt": "", "d/e.py": "", ".hidden.py": "", ".git/x.py": "",
-                                  "node_modules/m/y.py": "", "env/pyvenv.cfg": "", "env/lib/z.py": "",
-                                  "d/__pycache__/c.py": "", "d/sub/F.PY": "", "d/x.py/inner.py": ""})
+    root = write_corpus(tmp_path / "t", {"a.py": "", "b.txt": "", "d/e.py": "", ".hidden.py": "", ".git/x.py": "",
+                                         "node_modules/m/y.py": "", "env/pyvenv.cfg": "", "env/lib/z.py": "",
+                                         "d/__pycache__/c.py": "", "d/sub/F.PY": "", "d/x.py/inner.py": ""})
     (root / "link").symlink_to(root / "d", target_is_directory=True)  # ** does not enter linked folders
     (root / "linked.py").symlink_to(root / "a.py")
     for pattern in ["**/*.py", "**/*", "**/*.PY", "**/[ab].*"]:
@@ -164,5 +160,5 @@ def test_cli_prints_the_file_list(fake_python, tmp_path, capsys):
 
     assert main(["prepare", "--corpus", "python", "--tokenizer", "byte", "--out", str(tmp_path / "s")]) == 0
     out = capsys.readouterr().out
-    assert f"read 9 files" in out and FILE_LIST in out and "2 duplicate files" in out
+    assert "read 9 files" in out and FILE_LIST in out and "2 duplicate files" in out
     assert json.loads((tmp_path / "s" / "manifest.json").read_text())["source"]["kind"] == "python"

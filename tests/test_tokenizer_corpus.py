@@ -12,6 +12,8 @@ from tokenbound.data.prepare import prepare
 from tokenbound.errors import TokenboundError
 from tokenbound.evaluate.heldout import tokenizer_charge
 
+from test_prepare import write_corpus
+
 STORED = {"a.py": "def alpha(x):\n    return x + 1\n", "b.py": "BETA = [1, 2, 3]\n", "pkg/__init__.py": "# pkg\n",
           "pkg/c.py": "class Gamma:\n    pass\n", "empty.py": ""}
 FIT = {"t1.py": "def test_alpha():\n    assert alpha(1) == 2\n" * 3, "t2.py": "for i in range(3):\n    print(i)\n",
@@ -19,16 +21,9 @@ FIT = {"t1.py": "def test_alpha():\n    assert alpha(1) == 2\n" * 3, "t2.py": "f
        "empty.py": ""}
 
 
-def write(root, files):
-    for rel, text in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text, encoding="utf-8")
-    return root
-
-
 @pytest.fixture
 def dirs(tmp_path):
-    return write(tmp_path / "stored", STORED), write(tmp_path / "fit", FIT)
+    return write_corpus(tmp_path / "stored", STORED), write_corpus(tmp_path / "fit", FIT)
 
 
 def texts_of(store):
@@ -73,7 +68,7 @@ def test_overlapping_corpora_are_refused_and_nothing_written(dirs, tmp_path):
 
 def test_all_shared_is_an_error(dirs, tmp_path):
     stored, _ = dirs
-    copy = write(tmp_path / "copy", {k: v for k, v in STORED.items()})
+    copy = write_corpus(tmp_path / "copy", {k: v for k, v in STORED.items()})
     with pytest.raises(TokenboundError, match=r"no non-empty document to train bpe:300 on \(4 share their content"):
         prepare(str(stored), "bpe:300", tmp_path / "out", tokenizer_corpus=str(copy))
     assert not (tmp_path / "out").exists()
