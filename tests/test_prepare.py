@@ -341,19 +341,19 @@ def test_gguf_tokenizer_store_decodes_exactly(corpus, tmp_path):
 
 def _stream_everything(monkeypatch, block=7):
     """Make every file over 20 bytes a streamed document; return the list of streamed identities."""
-    from tokenbound.data import chunking, corpus as corpus_mod, prepare as prepare_mod
+    from tokenbound.data import chunking, corpus as corpus_mod, encode as encode_mod
 
     monkeypatch.setattr(corpus_mod, "STREAM_FILE_BYTES", 20)
     monkeypatch.setattr(corpus_mod, "STREAM_BLOCK_BYTES", block)
     monkeypatch.setattr(chunking, "PART_CHARS", 16)
-    monkeypatch.setattr(prepare_mod, "BATCH_BYTES", 40)
-    streamed, real = [], prepare_mod._write_streamed
+    monkeypatch.setattr(encode_mod, "BATCH_BYTES", 40)
+    streamed, real = [], encode_mod._write_streamed
 
     def spy(doc, *args):
         streamed.append(doc.identity)
         return real(doc, *args)
 
-    monkeypatch.setattr(prepare_mod, "_write_streamed", spy)
+    monkeypatch.setattr(encode_mod, "_write_streamed", spy)
     return streamed
 
 

@@ -1,6 +1,8 @@
 """Corpus readers (DESIGN §5): stream documents from a spec without holding the corpus in memory.
 
-Specs: ``stdlib`` / ``stdlib+tests`` (the interpreter's standard-library ``.py`` files), a text file or a
+Specs: ``stdlib`` / ``stdlib+tests`` / ``stdlib-tests`` (the interpreter's standard-library ``.py`` files without,
+with, or only its test suites), ``python`` (every installed ``.py`` file, de-duplicated: data/installed.py), a text
+file or a
 directory of text files (``glob``), ``*.jsonl`` (``text_field``), ``*.parquet`` (``text_field``), and
 ``tokens:FILE.npy`` (pre-tokenized ids, documents separated by ``eot``).
 
@@ -17,6 +19,7 @@ import abc
 import codecs
 import functools
 import json
+import os
 import platform
 import sysconfig
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import TokenboundError
+from .walk import matching_files
 
 STDLIB_TEST_DIRS = frozenset({"test", "tests", "idle_test"})
 INSTALLED_PACKAGE_DIRS = frozenset({"site-packages", "dist-packages"})
@@ -35,10 +39,6 @@ TOKENS_CHUNK = 1 << 22  # ids scanned per step of a tokens: corpus (bounded memo
 STREAM_FILE_BYTES = 1 << 25  # files larger than this are streamed, not read whole
 STREAM_BLOCK_BYTES = 1 << 24
 
-# A directory corpus is read as a source tree is found (docs/data.md): version-control and cache folders are not
-# documents. Hidden folders (.git, .hg, .svn, .mypy_cache, .pytest_cache, .tox, .venv) are skipped by their dot;
-# these have none. A folder holding pyvenv.cfg is a virtual environment and is skipped too.
-SKIPPED_DIRS = frozenset({"__pycache__", "node_modules", "__MACOSX", "CVS", "_darcs"})
 # Files that are not text: skipped (and counted) without being read. Any other file whose first BINARY_PROBE_BYTES
 # hold a NUL byte is skipped as binary too; a file that looks like text but does not decode stays an error.
 BINARY_SUFFIXES = frozenset({
@@ -89,6 +89,13 @@ class Corpus(abc.ABC):
     def describe(self) -> dict:
         return {"spec": self.spec}
 
+    def location(self, identity: str) -> str:
+        """Where document `identity` is read from on this machine (a resolved file path, with the line or row
+        inside it where a file holds many documents): two corpora share a document's source iff they share its
+        location."""
+        path = getattr(self, "path", None)
+        return f"{Path(path).resolve()}#{identity}" if path is not None else f"{self.spec}#{identity}"
+
 
 def _text_document(identity: str, data: bytes, where: str) -> Document:
     try:
@@ -110,6 +117,7 @@ class TextFilesCorpus(Corpus):
         self._skipped_dirs = skipped_dirs  # None: a single file, nothing is skipped
         self._binary = binary if binary is not None else {}  # relative path -> why it is not text
         self._total = sum(f.stat().st_size for f in files)
+        self._real_root: str | None = None
 
     @classmethod
     def from_path(cls, spec: str, path: Path, glob: str | None, exclude: Path | None = None) -> "TextFilesCorpus":
@@ -118,40 +126,53 @@ class TextFilesCorpus(Corpus):
                 raise TokenboundError(f"--glob: only applies to a directory corpus, {path} is a file")
             return cls(spec, path.parent, [path], {"spec": spec, "kind": "text_file"})
         pattern = glob or "**/*"
-        skipped_dirs: list[str] = []
-        files = _matching_files(path, pattern, skipped_dirs)
+        keep = None
         if exclude is not None:  # e.g. the output store of an earlier run inside the corpus directory
             exclude = exclude.resolve()
-            files = [f for f in files if exclude not in f.resolve().parents]
-        binary = {f.relative_to(path).as_posix(): f"suffix {f.suffix.lower()}" for f in files
-                  if f.suffix.lower() in BINARY_SUFFIXES}
-        files = [f for f in files if f.relative_to(path).as_posix() not in binary]
-        if not files:
-            skipped = f" (skipped {len(binary)} binary files)" if binary else ""
+            keep = lambda f, parts: exclude not in f.resolve().parents  # noqa: E731
+        corpus = cls.tree(spec, path, pattern, {"spec": spec, "kind": "text_directory", "glob": pattern}, keep)
+        if not corpus.files:
+            skipped = f" (skipped {len(corpus._binary)} binary files)" if corpus._binary else ""
             raise TokenboundError(f"--corpus {spec}: no files match --glob {pattern!r}{skipped}")
-        return cls(spec, path, files, {"spec": spec, "kind": "text_directory", "glob": pattern},
-                   skipped_dirs=skipped_dirs, binary=binary)
+        return corpus
 
     @classmethod
-    def stdlib(cls, spec: str, include_tests: bool, glob: str | None) -> "TextFilesCorpus":
-        root = Path(sysconfig.get_paths()["stdlib"])
+    def stdlib(cls, spec: str, include_tests: bool, glob: str | None, only_tests: bool = False,
+               root: Path | None = None) -> "TextFilesCorpus":
+        """The standard library's files (`root`, by default the interpreter's): without the test suites
+        (STDLIB_TEST_DIRS), with them, or (`only_tests`) only them; never the installed packages inside it."""
+        root = Path(sysconfig.get_paths()["stdlib"]) if root is None else root
         pattern = glob or "**/*.py"
+        description = {"spec": spec, "kind": "stdlib", "root": str(root), "glob": pattern,
+                       "include_tests": include_tests or only_tests, "python": platform.python_version()}
+        if only_tests:
+            description["only_tests"] = True
+        corpus = cls.tree(spec, root, pattern, description, stdlib_filter(include_tests, only_tests))
+        if not corpus.files:
+            raise TokenboundError(f"--corpus {spec}: no standard-library files match --glob {pattern!r} in {root}")
+        return corpus
+
+    @classmethod
+    def tree(cls, spec: str, root: Path, pattern: str, description: dict,
+             keep: Callable[[Path, tuple[str, ...]], bool] | None = None) -> "TextFilesCorpus":
+        """The files under `root` matching `pattern` that `keep(path, relative parts)` accepts (all by default),
+        binary suffixes set aside; possibly none."""
         skipped_dirs: list[str] = []
-        files = [f for f in _matching_files(root, pattern, skipped_dirs)
-                 if not INSTALLED_PACKAGE_DIRS & set(f.relative_to(root).parts)
-                 and (include_tests or not STDLIB_TEST_DIRS & set(f.relative_to(root).parts[:-1]))]
+        files = [f for f in matching_files(root, pattern, skipped_dirs)
+                 if keep is None or keep(f, f.relative_to(root).parts)]
         binary = {f.relative_to(root).as_posix(): f"suffix {f.suffix.lower()}" for f in files
                   if f.suffix.lower() in BINARY_SUFFIXES}
         files = [f for f in files if f.relative_to(root).as_posix() not in binary]
-        if not files:
-            raise TokenboundError(f"--corpus {spec}: no standard-library files match --glob {pattern!r} in {root}")
-        return cls(spec, root, files, {"spec": spec, "kind": "stdlib", "root": str(root), "glob": pattern,
-                                       "include_tests": include_tests, "python": platform.python_version()},
-                   skipped_dirs=skipped_dirs, binary=binary)
+        return cls(spec, root, files, description, skipped_dirs=skipped_dirs, binary=binary)
 
     @property
     def progress_total(self) -> int:
         return self._total
+
+    def location(self, identity: str) -> str:
+        if self._real_root is None:
+            self._real_root = os.path.realpath(self.root)
+        return os.path.join(self._real_root, identity)
 
     def documents(self) -> Iterator[Document]:
         for f in self.files:
@@ -186,6 +207,17 @@ class TextFilesCorpus(Corpus):
         return d
 
 
+def stdlib_filter(include_tests: bool, only_tests: bool = False) -> Callable[[Path, tuple[str, ...]], bool]:
+    """Which files of a standard-library folder (by their relative parts) a stdlib corpus reads: never installed
+    packages; the test suites (folders named in STDLIB_TEST_DIRS) with `include_tests`, only them with
+    `only_tests`."""
+    def keep(f: Path, parts: tuple[str, ...]) -> bool:
+        in_tests = bool(STDLIB_TEST_DIRS & set(parts[:-1]))
+        return not INSTALLED_PACKAGE_DIRS & set(parts) and (in_tests if only_tests else include_tests or not in_tests)
+
+    return keep
+
+
 def _probe_binary(path: Path) -> bool:
     with open(path, "rb") as f:
         return b"\0" in f.read(BINARY_PROBE_BYTES)
@@ -209,37 +241,6 @@ def _stream_text(path: Path) -> Iterator[str]:
                 raise DocumentProblem(f"{path}: not valid UTF-8 (truncated character at the end)") from None
     except OSError as e:
         raise DocumentProblem(f"{path}: cannot read ({e.strerror})") from None
-
-
-def _matching_files(root: Path, pattern: str, skipped_dirs: list[str] | None = None) -> list[Path]:
-    """Files under `root` matching `pattern`, sorted by relative path, without hidden files and without those
-    inside hidden, version-control, cache or virtual-environment folders; the outermost skipped folders that held
-    a matching file are appended to `skipped_dirs` (relative paths, sorted)."""
-    venv: dict[Path, bool] = {}
-
-    def is_venv(d: Path) -> bool:
-        if d not in venv:
-            venv[d] = (d / "pyvenv.cfg").is_file()
-        return venv[d]
-
-    found, skipped = [], set()
-    try:
-        for p in root.glob(pattern):
-            parts = p.relative_to(root).parts
-            if parts and parts[-1].startswith("."):
-                continue
-            cut = next((i for i, part in enumerate(parts[:-1]) if part.startswith(".") or part in SKIPPED_DIRS
-                        or is_venv(root.joinpath(*parts[:i + 1]))), None)
-            if cut is not None:
-                skipped.add("/".join(parts[:cut + 1]))
-                continue
-            if p.is_file():
-                found.append(p)
-    except (ValueError, NotImplementedError) as e:  # e.g. an absolute or malformed pattern
-        raise TokenboundError(f"--glob {pattern!r}: {e} (give a pattern relative to the corpus folder)") from None
-    if skipped_dirs is not None:
-        skipped_dirs.extend(sorted(skipped))
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
 class JsonlCorpus(Corpus):
@@ -392,6 +393,12 @@ def open_corpus(spec: str, *, glob: str | None = None, text_field: str = "text",
     Files under `exclude` (the output directory) are never part of a directory corpus."""
     if spec in ("stdlib", "stdlib+tests"):
         return TextFilesCorpus.stdlib(spec, include_tests or spec == "stdlib+tests", glob)
+    if spec == "stdlib-tests":
+        return TextFilesCorpus.stdlib(spec, True, glob, only_tests=True)
+    if spec == "python":
+        from . import installed
+
+        return installed.PythonCorpus(spec, installed.python_roots(), glob)
     if spec.startswith("tokens:"):
         path = Path(spec[len("tokens:"):])
         if not path.is_file():

@@ -8,6 +8,7 @@ monotone in `fraction` (a document held out at F is held out at every F' > F).
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 from ..errors import TokenboundError
 
@@ -55,3 +56,21 @@ def in_tokenizer_split(seed: int, identity: str, val_fraction: float, tokenizer_
     """Whether the document goes to the tokenizer split (never when it is held out)."""
     return tokenizer_fraction > 0.0 and not is_held_out(seed, identity, val_fraction) \
         and tokenizer_score(seed, identity) < tokenizer_fraction
+
+
+@dataclass
+class Plan:
+    """Where each document goes: "val" (held out), "tokenizer" (the tokenizer split, stored nowhere) or "train"."""
+
+    seed: int
+    val_fraction: float
+    tokenizer_fraction: float = 0.0   # 0: no tokenizer split
+    forced: str | None = None         # the one tokenizer-split document when no document qualified
+
+    def part(self, identity: str) -> str:
+        if is_held_out(self.seed, identity, self.val_fraction):
+            return "val"
+        if self.tokenizer_fraction > 0.0 and (identity == self.forced
+                                              or tokenizer_score(self.seed, identity) < self.tokenizer_fraction):
+            return "tokenizer"
+        return "train"
