@@ -200,6 +200,11 @@ def certificate_assumptions(independence: dict[str, Any] | None, store: TokenSto
         out.append(f"checked: the tokenizer ({spec}) was fitted on a separate tokenizer split of {fit['documents']} "
                    f"documents (identities sha256 {fit['identities_sha256'][:16]}), in neither the training nor "
                    f"the held-out store")
+    elif mode == "tokenizer-corpus":
+        c, d = fit["corpus"], fit["disjoint"]
+        out.append(f"checked: the tokenizer ({spec}) was fitted on {fit['documents']} documents of another corpus, "
+                   f"{c['spec']} (sha256 {c['sha256'][:16]}), sharing no file and no document content with this "
+                   f"store's corpus ({d['shared_content_left_out']} with shared content left out of the fit)")
     elif mode == "train-charged":
         out.append(f"charged: the tokenizer ({spec}) was fitted on the training documents; "
                    + (f"its code length, {fit['code_bits']:.0f} bits, is paid as extra_bits.tokenizer"
