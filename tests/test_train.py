@@ -13,7 +13,9 @@ from tokenbound.data.store import TokenStore, write_store
 from tokenbound.errors import TimeLimitReached, TokenboundError
 from tokenbound.train import checkpoint as ckpt
 from tokenbound.train.checkpoint import work_dir_for
-from tokenbound.train.batches import batch_at, global_batch_starts, model_loss, random_batches, windows_at
+from tokenbound.evaluate.loss import model_loss
+from tokenbound.evaluate.windows import batch_at, global_batch_starts, windows_at
+from tokenbound.train.batches import random_batches
 from tokenbound.train.schedule import learning_rate
 from tokenbound.train.trainer import VAL_STEP_BASE, train
 

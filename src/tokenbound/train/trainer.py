@@ -15,18 +15,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import configs
-from ..data.store import TokenStore
 from ..artifacts import read_json, write_json
+from ..data.store import TokenStore
 from ..errors import TimeLimitReached, TokenboundError
+from ..evaluate.loss import autocast, mean_bits_per_token, model_loss
+from ..evaluate.windows import batch_at, check_context, stream_batches
 from ..models.gpt import GPTConfig, build_model, derive_seed, parameter_counts
 from . import checkpoint as ckpt
 from . import distributed as D
-from .batches import batch_at, check_context, global_batch_starts, model_loss, windows_at
 from .schedule import learning_rate
 
 VAL_STEP_BASE = 1 << 40  # validation windows use steps >= 2**40 of the batch generator: disjoint from training
@@ -98,33 +98,16 @@ def make_optimizer(model: torch.nn.Module, tcfg: configs.TrainConfig, lr: float)
                              eps=1e-8, foreach=False)
 
 
-def _autocast(device: str):
-    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-@torch.no_grad()
 def evaluate(model: torch.nn.Module, val: TokenStore, cfg: GPTConfig, tcfg: configs.TrainConfig,
              world: D.World) -> float:
-    """Mean validation loss in nats over a fixed set of windows (the same for every call, every run with this
-    seed and every world size); the rows are split across ranks and the sums reduced."""
-    was_training = model.training
-    model.eval()
-    total = count = 0.0
-    for i in range(tcfg.eval_batches):
-        starts = global_batch_starts(val.num_tokens, cfg.block_size, tcfg.batch_size, cfg.seed, VAL_STEP_BASE + i)
-        mine = np.array_split(starts, world.size)[world.rank]  # the same windows whatever the world size
-        if mine.size == 0:
-            continue
-        x, y, seg = windows_at(val, mine, cfg.block_size, cfg.context, world.device)
-        with _autocast(world.device):
-            loss = model_loss(model, x, y, seg)
-        total += float(loss) * y.numel()
-        count += y.numel()
-    total, count = D.all_reduce_sum(world, [total, count])
-    model.train(was_training)
-    return total / count
+    """Mean validation loss in bits per token over a fixed set of windows (the same for every call, every run with
+    this seed and every world size: ``eval_batches`` steps from ``VAL_STEP_BASE`` on); the rows are split across
+    ranks and the sums reduced."""
+    batches = stream_batches(val, cfg.block_size, tcfg.eval_batches * tcfg.batch_size, tcfg.batch_size, cfg.seed,
+                             cfg.context, step_base=VAL_STEP_BASE, rank=world.rank, world_size=world.size,
+                             device=world.device)
+    return mean_bits_per_token(model, batches, scorer="logits", device=world.device,
+                               all_reduce=lambda sums: D.all_reduce_sum(world, sums)).bits_per_token
 
 
 def optimizer_step(ddp: torch.nn.Module, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -139,7 +122,7 @@ def optimizer_step(ddp: torch.nn.Module, model: torch.nn.Module, optimizer: torc
         x, y, seg = batch_at(store, cfg.block_size, tcfg.batch_size, cfg.seed, step, cfg.context,
                              world.device, part=part, num_parts=world.size * tcfg.grad_accum)
         sync = micro == tcfg.grad_accum - 1 or not world.distributed
-        with (contextlib.nullcontext() if sync else ddp.no_sync()), _autocast(world.device):
+        with (contextlib.nullcontext() if sync else ddp.no_sync()), autocast(world.device):
             loss = model_loss(ddp, x, y, seg)
             (loss / tcfg.grad_accum).backward()
         step_loss += float(loss.detach()) / tcfg.grad_accum
@@ -295,7 +278,7 @@ def _train(world: D.World, data: Path, out: Path, *, preset, config, layers, sub
 
 
 def _validate(model, val, cfg, tcfg, world, work, step, elapsed) -> tuple[int, float]:
-    bits = evaluate(model, val, cfg, tcfg, world) / math.log(2)
+    bits = evaluate(model, val, cfg, tcfg, world)
     if world.is_main:
         ckpt.append_log(work, {"step": step, "val_bits_per_token": bits, "elapsed_s": elapsed})
     return step, bits
