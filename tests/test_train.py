@@ -184,7 +184,7 @@ def test_config_file_and_max_minutes(store_dir, tmp_path):
                                           "positions": "rotary"}, "train": {"steps": 500, "batch_size": 2}}))
     out = tmp_path / "run"
     # A time limit only aborts: the run is checkpointed, not finalized, and resuming finishes the same run.
-    with pytest.raises(TimeLimitReached, match="--max-minutes.*--resume"):
+    with pytest.raises(TimeLimitReached, match="^max_minutes.*--resume"):
         train(store_dir, out, config=conf, max_minutes=1e-6, steps=3, progress=False)
     assert not out.exists() and work_dir_for(out).exists()
     summary = train(store_dir, out, resume=True, progress=False)

@@ -61,24 +61,26 @@ def ptq_params(params: dict[str, Any]) -> dict[str, Any]:
     """Parameters with defaults filled in and checked (errors name --method)."""
     unknown = sorted(set(params) - set(PTQ_DEFAULTS))
     if unknown:
-        raise TokenboundError(f"--method ptq: unknown parameter(s) {unknown}; known: {sorted(PTQ_DEFAULTS)}")
+        raise TokenboundError(f"unknown parameter(s) {unknown}; known: {sorted(PTQ_DEFAULTS)}",
+                              param="method", value="ptq")
     p = {**PTQ_DEFAULTS, **params}
     for key in ("bits", "group", "sym", "scale", "hadamard", "calib", "ctx", "blocksize", "embed", "eval", "grid"):
         if not isinstance(p[key], int) or isinstance(p[key], bool):
-            raise TokenboundError(f"--method ptq: {key} must be an integer, got {p[key]!r}")
+            raise TokenboundError(f"{key} must be an integer, got {p[key]!r}", param="method", value="ptq")
     if p["bits"] not in (2, 3, 4, 8, 16):
-        raise TokenboundError(f"--method ptq: bits must be one of 2, 3, 4, 8, 16, got {p['bits']}")
+        raise TokenboundError(f"bits must be one of 2, 3, 4, 8, 16, got {p['bits']}", param="method", value="ptq")
     if p["algo"] not in ("rtn", "gptq"):
-        raise TokenboundError(f"--method ptq: algo must be rtn or gptq, got {p['algo']!r}")
+        raise TokenboundError(f"algo must be rtn or gptq, got {p['algo']!r}", param="method", value="ptq")
     if p["group"] != -1 and p["group"] < 1:
-        raise TokenboundError(f"--method ptq: group must be >= 1 or -1, got {p['group']}")
+        raise TokenboundError(f"group must be >= 1 or -1, got {p['group']}", param="method", value="ptq")
     for key in ("sym", "hadamard", "embed"):
         if p[key] not in (0, 1):
-            raise TokenboundError(f"--method ptq: {key} must be 0 or 1, got {p[key]}")
+            raise TokenboundError(f"{key} must be 0 or 1, got {p[key]}", param="method", value="ptq")
     if p["calib"] < 1 or p["ctx"] < 2 or p["blocksize"] < 1 or p["eval"] < 0 or p["grid"] < 1:
-        raise TokenboundError("--method ptq: calib, blocksize, grid must be >= 1, ctx >= 2 and eval >= 0")
+        raise TokenboundError("calib, blocksize, grid must be >= 1, ctx >= 2 and eval >= 0",
+                              param="method", value="ptq")
     if not (isinstance(p["damp"], (int, float)) and 0 < float(p["damp"]) < 1):
-        raise TokenboundError(f"--method ptq: damp must be in (0, 1), got {p['damp']!r}")
+        raise TokenboundError(f"damp must be in (0, 1), got {p['damp']!r}", param="method", value="ptq")
     if p["bits"] != 16:
         GroupSpec(p["bits"], max(p["group"], 1), bool(p["sym"]), p["scale"])  # validates scale precision
     return p

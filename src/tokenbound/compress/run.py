@@ -78,7 +78,8 @@ def compress_run(run: Path, out: Path, name: str, params: dict[str, Any], spec: 
         quant = dataclasses.replace(quant, levels=best)
         grid_bits = choice_bits(len(grid))
         extra["grid"] = {"levels": grid, "chosen": best, "criterion": "message_bits + m * train_bits_per_token",
-                         "m": store.num_tokens, "eval_seed": eval_seed, "scores": {str(k): v for k, v in scores.items()}}
+                         "m": store.num_tokens, "eval_seed": eval_seed,
+                         "scores": {str(k): v for k, v in scores.items()}}
         load_coded_state_dict(module, original)
     if qat is not None:
         store = store or open_training_store(run, data)

@@ -150,19 +150,20 @@ def _make_tokenizer(corpus: Corpus, spec: str | None, *, plan: _Plan, fit: str |
     """The tokenizer, and the manifest fields that say what it was fitted on (``tokenizer_fit``, ``bpe``).
     Sets ``plan.tokenizer_fraction`` when a tokenizer split is used."""
     if fit is not None and fit not in TOKENIZER_FIT_MODES:
-        raise TokenboundError(f"--tokenizer-fit {fit}: expected one of {', '.join(TOKENIZER_FIT_MODES)}")
+        raise TokenboundError(f"expected one of {', '.join(TOKENIZER_FIT_MODES)}", param="tokenizer_fit", value=fit)
     if corpus.pretokenized:
         if spec not in (None, "none"):
-            raise TokenboundError(f"--tokenizer {spec}: a tokens: corpus is already tokenized; omit --tokenizer")
+            raise TokenboundError("a tokens: corpus is already tokenized; omit --tokenizer",
+                                  param="tokenizer", value=spec)
         _only_for_bpe(fit, tokenizer_fraction, "a tokens: corpus")
         return None, {"tokenizer_fit": {"mode": "pretokenized"}}
     if spec in (None, "none"):
-        raise TokenboundError("--tokenizer: required for a text corpus (byte, bpe:N, hf:PATH or gguf:PATH)")
+        raise TokenboundError("required for a text corpus (byte, bpe:N, hf:PATH or gguf:PATH)", param="tokenizer")
     kind = check_tokenizer_spec(spec)
     if kind in ("byte", "bpe") and eot is not None:
-        raise TokenboundError(f"--eot: only for tokens: corpora and hf:/gguf: tokenizers, not {spec}")
+        raise TokenboundError(f"only for tokens: corpora and hf:/gguf: tokenizers, not {spec}", param="eot")
     if kind in ("byte", "bpe") and vocab_size is not None:
-        raise TokenboundError(f"--vocab-size: only for tokens: corpora and hf:/gguf: tokenizers, not {spec}")
+        raise TokenboundError(f"only for tokens: corpora and hf:/gguf: tokenizers, not {spec}", param="vocab_size")
     if kind != "bpe":
         _only_for_bpe(fit, tokenizer_fraction, f"--tokenizer {spec} (fixed in advance)")
         return build_tokenizer(spec, eot=eot, vocab_size=vocab_size), {"tokenizer_fit": {"mode": "fixed"}}
@@ -172,14 +173,14 @@ def _make_tokenizer(corpus: Corpus, spec: str | None, *, plan: _Plan, fit: str |
         plan.tokenizer_fraction = check_tokenizer_fraction(
             DEFAULT_TOKENIZER_FRACTION if tokenizer_fraction is None else tokenizer_fraction)
     elif tokenizer_fraction is not None:
-        raise TokenboundError("--tokenizer-fraction: only with --tokenizer-fit split")
+        raise TokenboundError("only with --tokenizer-fit split", param="tokenizer_fraction")
     part = "tokenizer" if fit == "split" else "train"
     stats = {"bytes": 0, "documents": 0, "capped": False}
     tok = train_bpe(_bpe_training_texts(corpus, plan, part, max_bytes, skip_bad_files, stats), n, spec)
     if "error" in stats:
         raise stats["error"]
     if stats["documents"] == 0:
-        raise TokenboundError(f"--corpus {corpus.spec}: no non-empty training documents to train {spec} on")
+        raise TokenboundError(f"no non-empty training documents to train {spec} on", param="corpus", value=corpus.spec)
     bpe = {"train_max_bytes": max_bytes, "train_bytes": stats["bytes"], "train_documents": stats["documents"],
            "capped": stats["capped"], "tokenizer_ids": tok.num_ids,
            "trained_on": ("the tokenizer split only (in neither the training nor the held-out store)"
@@ -196,9 +197,9 @@ def _make_tokenizer(corpus: Corpus, spec: str | None, *, plan: _Plan, fit: str |
 
 def _only_for_bpe(fit: str | None, fraction: float | None, what: str) -> None:
     if fit is not None:
-        raise TokenboundError(f"--tokenizer-fit: only for bpe:N tokenizers, not {what}")
+        raise TokenboundError(f"only for bpe:N tokenizers, not {what}", param="tokenizer_fit")
     if fraction is not None:
-        raise TokenboundError(f"--tokenizer-fraction: only for bpe:N tokenizers, not {what}")
+        raise TokenboundError(f"only for bpe:N tokenizers, not {what}", param="tokenizer_fraction")
 
 
 def _encode(tok: TextTokenizer, texts: list[str]) -> tuple[list[np.ndarray], list[bool]]:
@@ -346,7 +347,7 @@ def prepare(corpus: str, tokenizer: str | None, out: Path, *, val_fraction: floa
     out = Path(out)
     val_fraction = check_val_fraction(val_fraction)
     if out.exists() and not force:
-        raise TokenboundError(f"--out {out}: already exists (use --force to overwrite)")
+        raise TokenboundError("already exists (use --force to overwrite)", param="out", value=out)
     src = open_corpus(corpus, glob=glob, text_field=text_field, vocab_size=vocab_size, eot=eot,
                       include_tests=include_tests, exclude=out)
     # The stdlib ships deliberately undecodable test fixtures: they are skipped and counted, not the user's fault.
@@ -371,7 +372,7 @@ def prepare(corpus: str, tokenizer: str | None, out: Path, *, val_fraction: floa
             what = ("all non-empty documents were held out or fitted the tokenizer (try --tokenizer-fit "
                     "train-charged)" if (val and val.num_documents) or tally.tokenizer_documents
                     else "no non-empty documents")
-            raise TokenboundError(f"--corpus {corpus}: empty training store ({what})")
+            raise TokenboundError(f"empty training store ({what})", param="corpus", value=corpus)
         source = {**src.describe(), "sha256": tally.digest.hexdigest(), "documents": tally.documents,
                   "skipped_empty_documents": tally.empty, "skipped_bad_documents": tally.bad,
                   "bad_document_examples": tally.bad_examples, "skip_bad_files": skip_bad_files}

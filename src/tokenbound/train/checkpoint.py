@@ -72,7 +72,7 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
     """Restore model and optimizer from ``run_dir/checkpoint``; return its state.json."""
     ck = run_dir / CHECKPOINT
     if not (ck / "state.json").exists():
-        raise TokenboundError(f"--resume: {run_dir} has no checkpoint to resume from")
+        raise TokenboundError(f"{run_dir} has no checkpoint to resume from", param="resume")
     state = read_json(ck / "state.json", "checkpoint state")
     device = next(model.parameters()).device
     load_coded_state_dict(model, load_file(str(ck / "model.safetensors"), device=str(device)))
@@ -90,7 +90,7 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
     try:
         optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
     except (ValueError, KeyError) as e:
-        raise TokenboundError(f"--resume: {ck}: optimizer state does not match the model ({e})") from None
+        raise TokenboundError(f"{ck}: optimizer state does not match the model ({e})", param="resume") from None
     return state
 
 
@@ -142,7 +142,7 @@ def resume_source(out: Path) -> Path:
     for candidate in (work, out):
         if (candidate / "config.json").exists():
             return candidate
-    raise TokenboundError(f"--resume: neither {out} nor {work} holds a run")
+    raise TokenboundError(f"neither {out} nor {work} holds a run", param="resume")
 
 
 def prepare_work_dir(out: Path, resume: bool, force: bool = False) -> Path:
@@ -155,20 +155,20 @@ def prepare_work_dir(out: Path, resume: bool, force: bool = False) -> Path:
     work = work_dir_for(out)
     if not resume:
         if out.exists() and not force:
-            raise TokenboundError(f"--out {out}: already exists (use --resume to continue it, --force to "
-                                  f"overwrite it, or another --out)")
+            raise TokenboundError("already exists (use --resume to continue it, --force to "
+                                  f"overwrite it, or another --out)", param="out", value=out)
         if out.exists() and not out.is_dir():
-            raise TokenboundError(f"--out {out}: is a file, not a run directory")
+            raise TokenboundError("is a file, not a run directory", param="out", value=out)
         if work.exists() and not force:
-            raise TokenboundError(f"--out {out}: an interrupted run is in {work} (use --resume to continue it, "
-                                  f"--force to start over, or delete it)")
+            raise TokenboundError(f"an interrupted run is in {work} (use --resume to continue it, "
+                                  f"--force to start over, or delete it)", param="out", value=out)
         ensure_parent_dir(work, "--out")
         if work.exists():
             shutil.rmtree(work)
         try:
             work.mkdir()
         except OSError as e:
-            raise TokenboundError(f"--out {out}: cannot create {work} ({e.strerror or e})") from None
+            raise TokenboundError(f"cannot create {work} ({e.strerror or e})", param="out", value=out) from None
         return work
     if resume_source(out) == out:
         read_json(out / MANIFEST, "manifest.json")

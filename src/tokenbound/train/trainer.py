@@ -36,12 +36,13 @@ def resolve_config(store: TokenStore, *, preset: str | None, config: Path | None
                    subspace: int | None, seed: int, context: str | None) -> tuple[GPTConfig, configs.TrainConfig]:
     """Model and training config from a preset or config file plus the command-line overrides."""
     if (preset is None) == (config is None):
-        raise TokenboundError("--preset / --config: give exactly one of them")
+        raise TokenboundError("give exactly one of preset and config", param="preset")
     base = configs.preset(preset) if preset is not None else configs.load_config_file(config)
     model = dict(base["model"])
     for key, value in (("vocab_size", store.vocab_size), ("eot", store.eot)):
         if key in model and model[key] != value:
-            raise TokenboundError(f"--config {config}: model {key} {model[key]!r} differs from the store's {value}")
+            raise TokenboundError(f"model {key} {model[key]!r} differs from the store's {value}",
+                                  param="config", value=config)
         model[key] = value
     model["seed"] = int(seed)
     if layers is not None:
@@ -55,7 +56,7 @@ def resolve_config(store: TokenStore, *, preset: str | None, config: Path | None
     except TokenboundError as e:
         if config is None:
             raise
-        raise TokenboundError(f"--config {config}: {e}") from None
+        raise TokenboundError(f"{e}", param="config", value=config) from None
 
 
 def device_memory_bytes(device: str) -> int | None:
@@ -83,9 +84,10 @@ def check_memory(cfg: GPTConfig, tcfg: configs.TrainConfig, device: str) -> None
     if need > total:
         gib = 2 ** 30
         raise TokenboundError(
-            f"--data: a GPT with vocabulary {cfg.vocab_size:,}, width {cfg.n_embd}, batch {tcfg.batch_size} x "
+            f"a GPT with vocabulary {cfg.vocab_size:,}, width {cfg.n_embd}, batch {tcfg.batch_size} x "
             f"block {cfg.block_size} needs at least {need / gib:,.1f} GiB (embedding + one batch of logits), more than "
-            f"the {total / gib:,.1f} GiB of {device}; use a store with a smaller vocabulary or a smaller model/batch")
+            f"the {total / gib:,.1f} GiB of {device}; use a store with a smaller vocabulary or a smaller model/batch",
+            param="data")
 
 
 def make_optimizer(model: torch.nn.Module, tcfg: configs.TrainConfig, lr: float) -> torch.optim.AdamW:
@@ -167,20 +169,20 @@ def _train(world: D.World, data: Path, out: Path, *, preset, config, layers, sub
     work = ckpt.work_dir_for(out)
     val = None if store.val is None else store.val.check("--data")
     if max_minutes is not None and not (math.isfinite(max_minutes) and max_minutes > 0):
-        raise TokenboundError(f"--max-minutes: must be a positive number of minutes, got {max_minutes}")
+        raise TokenboundError(f"must be a positive number of minutes, got {max_minutes}", param="max_minutes")
     if resume:
         source = ckpt.resume_source(out) / "config.json"
         saved = configs.load_config_file(source)
         preset = read_json(source).get("data", {}).get("preset")
         if saved["model"].get("vocab_size") != store.vocab_size:
-            raise TokenboundError(f"--data {data}: vocabulary differs from the resumed run's")
+            raise TokenboundError("vocabulary differs from the resumed run's", param="data", value=data)
         cfg, tcfg = GPTConfig.from_dict(saved["model"]), configs.TrainConfig.from_dict(saved["train"])
     else:
         cfg, tcfg = resolve_config(store, preset=preset, config=config, layers=layers, subspace=subspace,
                                    seed=seed, context=context)
     if steps is not None:
         if steps < 1:
-            raise TokenboundError(f"--steps: must be >= 1, got {steps}")
+            raise TokenboundError(f"must be >= 1, got {steps}", param="steps")
         tcfg.steps = int(steps)
     run_config = {"model": cfg.to_dict(), "train": tcfg.to_dict(),
                   "data": {"path": str(data), "sha256": store.sha256, "world_size": world.size,
@@ -189,7 +191,7 @@ def _train(world: D.World, data: Path, out: Path, *, preset, config, layers, sub
     model = build_model(cfg).to(world.device)  # before touching the disk: a bad --layers leaves nothing behind
     counts = parameter_counts(model)
     if counts["coded"] == 0:
-        raise TokenboundError(f"--layers {cfg.layers}: the model has no trainable parameters")
+        raise TokenboundError("the model has no trainable parameters", param="layers", value=cfg.layers)
     if world.is_main:
         ckpt.prepare_work_dir(out, resume, force=force)
         if not resume:
@@ -252,9 +254,9 @@ def _train(world: D.World, data: Path, out: Path, *, preset, config, layers, sub
     if timed_out:
         _checkpoint(world, work, model, optimizer, state, step, elapsed0 + time.monotonic() - t0)
         raise TimeLimitReached(
-            f"--max-minutes: the {max_minutes:g}-minute limit was reached after {step} of {tcfg.steps} steps; the "
+            f"the {max_minutes:g}-minute limit was reached after {step} of {tcfg.steps} steps; the "
             f"run is checkpointed but not finalized (a time limit never decides what is trained): rerun with "
-            f"--resume to continue")
+            f"--resume to continue", param="max_minutes")
     if val is not None and (last_val is None or last_val[0] != step):
         last_val = _validate(model, val, cfg, tcfg, world, work, step, elapsed0 + time.monotonic() - t0)
     elapsed = elapsed0 + time.monotonic() - t0
