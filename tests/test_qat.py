@@ -1,4 +1,4 @@
-"""Quantization-aware training (coding/qat.py) on the `tiny` preset."""
+"""Quantization-aware training (compress/qat.py) on the `tiny` preset."""
 from __future__ import annotations
 
 import numpy as np
