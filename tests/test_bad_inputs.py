@@ -305,3 +305,19 @@ def test_vacuous_summary_explains_the_break_even_size(work):
     cert["break_even_tokens"] = {cert["method"]: 123456.0}
     line = next(x for x in summary_lines(cert) if "break-even" in x)
     assert "123,456 tokens" in line and "would become non-vacuous" in line
+
+
+def test_library_errors_name_the_parameter_and_the_cli_its_flag():
+    from tokenbound.coding.compressed import parse_method
+    from tokenbound.data.split import check_val_fraction
+    from tokenbound.errors import TokenboundError
+
+    with pytest.raises(TokenboundError) as e:
+        check_val_fraction(1.5)
+    assert str(e.value) == "val_fraction: must be in [0, 1), got 1.5"
+    assert e.value.cli_message() == "--val-fraction: must be in [0, 1), got 1.5"
+    assert e.value.cli_message({"val_fraction": "--holdout"}) == "--holdout: must be in [0, 1), got 1.5"
+    with pytest.raises(TokenboundError) as e:  # the offending value is stated after the parameter / flag
+        parse_method("ptq:bits")
+    assert str(e.value) == "method 'ptq:bits': expected key=value, got 'bits'"
+    assert e.value.cli_message() == "--method 'ptq:bits': expected key=value, got 'bits'"

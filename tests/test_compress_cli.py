@@ -14,7 +14,8 @@ import torch
 
 import tokenbound
 from tokenbound.cli import main
-from tokenbound.coding.quantize import PAYLOAD, decode_compressed
+from tokenbound.coding.quantize import PAYLOAD
+from tokenbound.models.decoders import decode_quant as decode_compressed
 from tokenbound.data.store import write_store
 from tokenbound.errors import TokenboundError
 from tokenbound.models.gpt import GPTLanguageModel, coded_state_dict, load_run_module, parameter_counts

@@ -111,7 +111,7 @@ def test_config_roundtrip_and_validation():
         small_config(n_head=3)
     with pytest.raises(TokenboundError, match="positions"):
         small_config(positions="alibi")
-    with pytest.raises(TokenboundError, match="--layers"):
+    with pytest.raises(TokenboundError, match="^layers"):
         build_model(small_config(layers="sparse:3"))
 
 

@@ -13,7 +13,7 @@ from tokenbound.bounds.prefix import choice_bits, elias_gamma_bits
 from tokenbound.cli import main
 from tokenbound.coding import archive
 from tokenbound.coding.compressed import measured_message_bits, read_compressed_manifest
-from tokenbound.coding.ptq import compress_pretrained
+from tokenbound.compress.ptq import compress_pretrained
 from tokenbound.errors import TokenboundError
 from tokenbound.evaluate.bound import bound, load_stats, message_length
 from tokenbound.evaluate.verify import verify

@@ -12,7 +12,8 @@ import tokenbound
 from tokenbound.artifacts import sha256_bytes
 from tokenbound.coding import gptq, hadamard
 from tokenbound.coding.compressed import decode_state, load_compressed
-from tokenbound.coding.ptq import compress_pretrained, ptq_params
+from tokenbound.coding.ptq import ptq_params
+from tokenbound.compress.ptq import compress_pretrained
 from tokenbound.data.store import write_store
 from tokenbound.errors import TokenboundError
 from test_archive import fresh_process_shas
@@ -200,8 +201,9 @@ def test_corrupted_bitstream_is_a_clean_error(tiny, tmp_path):
 
 
 def test_input_errors(tiny, tmp_path):
-    with pytest.raises(TokenboundError, match="--data"):
+    with pytest.raises(TokenboundError) as e:
         compress_pretrained(tiny["llama"], tmp_path / "c", {"bits": 4, "algo": "gptq"})
+    assert e.value.cli_message().startswith("--data")
     big = tmp_path / "big"
     write_store(big, np.array([5, 200, 0]), np.array([0]), 300, 0)
     with pytest.raises(TokenboundError, match="vocabulary 300"):

@@ -1,11 +1,11 @@
-"""Quantization-aware training (coding/qat.py) on the `tiny` preset."""
+"""Quantization-aware training (compress/qat.py) on the `tiny` preset."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from tokenbound.coding.qat import QATConfig, mean_loss_bits, nearest_index, quantization_aware_training
+from tokenbound.compress.qat import QATConfig, mean_loss_bits, nearest_index, quantization_aware_training
 from tokenbound.coding.quantize import QuantConfig, decoded_state, quantize_state
 from tokenbound.data.store import write_store
 from tokenbound.errors import TokenboundError
@@ -91,5 +91,6 @@ def test_qat_is_deterministic_and_keeps_zero_pinned(tiny_run):
 
 @pytest.mark.parametrize("bad", [dict(steps=-1), dict(lr=0.0), dict(batch_size=0), dict(optimizer="lion")])
 def test_bad_qat_configs_raise(bad):
-    with pytest.raises(TokenboundError, match="--method"):
+    with pytest.raises(TokenboundError) as e:
         QATConfig(**bad)
+    assert e.value.param == "method" and e.value.cli_message().startswith("--method")

@@ -87,11 +87,11 @@ def test_rows_cover_exactly_what_each_draw_scores():
 
 def test_plan_errors():
     r = ContextRule.parse("doc:8")
-    with pytest.raises(TokenboundError, match="--samples"):
+    with pytest.raises(TokenboundError, match="^samples"):
         draw_plan("token", 0, 0, r, M, DOCS)
-    with pytest.raises(TokenboundError, match="--sampler"):
+    with pytest.raises(TokenboundError, match="^sampler"):
         draw_plan("tokens", 5, 0, r, M, DOCS)
-    with pytest.raises(TokenboundError, match="--sampler document"):
+    with pytest.raises(TokenboundError, match="^sampler document"):
         draw_plan("document", 5, 0, ContextRule.parse("stream:8"), M, DOCS)
     with pytest.raises(TokenboundError, match="empty"):
         draw_plan("token", 5, 0, r, 0, DOCS[:1])

@@ -151,7 +151,7 @@ def test_hf_vocab_size_override(tmp_path):
     saved = _save_tokenizer(tmp_path / "t", [EOT_TOKEN])
     n = saved.get_vocab_size(with_added_tokens=True)
     assert load_hf_tokenizer(f"hf:{tmp_path}/t", vocab_size=n + 64).vocab_size == n + 64
-    with pytest.raises(TokenboundError, match="--vocab-size"):
+    with pytest.raises(TokenboundError, match="^vocab_size"):
         load_hf_tokenizer(f"hf:{tmp_path}/t", vocab_size=n - 1)
 
 

@@ -13,7 +13,9 @@ from tokenbound.data.store import TokenStore, write_store
 from tokenbound.errors import TimeLimitReached, TokenboundError
 from tokenbound.train import checkpoint as ckpt
 from tokenbound.train.checkpoint import work_dir_for
-from tokenbound.train.batches import batch_at, global_batch_starts, model_loss, random_batches, windows_at
+from tokenbound.evaluate.loss import model_loss
+from tokenbound.evaluate.windows import batch_at, global_batch_starts, windows_at
+from tokenbound.train.batches import random_batches
 from tokenbound.train.schedule import learning_rate
 from tokenbound.train.trainer import VAL_STEP_BASE, train
 
@@ -182,7 +184,7 @@ def test_config_file_and_max_minutes(store_dir, tmp_path):
                                           "positions": "rotary"}, "train": {"steps": 500, "batch_size": 2}}))
     out = tmp_path / "run"
     # A time limit only aborts: the run is checkpointed, not finalized, and resuming finishes the same run.
-    with pytest.raises(TimeLimitReached, match="--max-minutes.*--resume"):
+    with pytest.raises(TimeLimitReached, match="^max_minutes.*--resume"):
         train(store_dir, out, config=conf, max_minutes=1e-6, steps=3, progress=False)
     assert not out.exists() and work_dir_for(out).exists()
     summary = train(store_dir, out, resume=True, progress=False)

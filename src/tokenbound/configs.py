@@ -121,7 +121,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 def preset(name: str) -> dict[str, dict[str, Any]]:
     """A deep copy of the named preset."""
     if name not in PRESETS:
-        raise TokenboundError(f"--preset: unknown preset {name!r} (choose from {', '.join(PRESETS)})")
+        raise TokenboundError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})", param="preset")
     return copy.deepcopy(PRESETS[name])
 
 
@@ -132,5 +132,5 @@ def load_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
     d = read_json(path, "config file")
     if not isinstance(d, dict) or not set(d) <= {"model", "train", "data", "init_from"} or \
             not all(isinstance(d.get(k, {}), dict) for k in ("model", "train")):
-        raise TokenboundError(f"--config {path}: expected a JSON object with 'model' and/or 'train' objects")
+        raise TokenboundError("expected a JSON object with 'model' and/or 'train' objects", param="config", value=path)
     return {"model": dict(d.get("model", {})), "train": dict(d.get("train", {}))}

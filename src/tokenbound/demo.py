@@ -55,7 +55,7 @@ class DemoConfig:
 def demo(out: Path = Path("demo_out"), *, minutes: float | None = None, cfg: DemoConfig | None = None,
          progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the demo under `out`; return {"table": markdown, "certificates": {...}, "seconds": ...}."""
-    from .coding.compress import compress
+    from .compress.stage import compress
     from .data.prepare import prepare
     from .evaluate.bound import bound, summary_lines
     from .models.markov import fit_store

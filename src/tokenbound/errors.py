@@ -11,13 +11,19 @@ class TokenboundError(Exception):
 
     ``str(e)`` is then ``val_fraction: must be in [0, 1), got 1.5`` for a Python caller, while the CLI prints
     ``cli_message()``: the same words under the flag that set the parameter (``--val-fraction: ...``). The
-    CLI prints it without a traceback (unless ``--debug``) and exits with status 2.
+    CLI prints it without a traceback (unless ``--debug``) and exits with status 2. ``value``, when given, is
+    the offending value, stated after the parameter: ``param="out", value=path`` reads ``out PATH: ...`` and on
+    the command line ``--out PATH: ...``.
     """
 
-    def __init__(self, message: str, *, param: str | None = None):
+    def __init__(self, message: str, *, param: str | None = None, value: object = None):
         self.message = message
         self.param = param
-        super().__init__(f"{param}: {message}" if param else message)
+        self.value = value
+        super().__init__(f"{self._subject(param)}: {message}" if param else message)
+
+    def _subject(self, name: str) -> str:
+        return name if self.value is None else f"{name} {self.value}"
 
     def cli_message(self, flags: dict[str, str] | None = None) -> str:
         """The message as the CLI states it: `param` rendered as its flag (``flags`` maps the exceptions,
@@ -25,7 +31,7 @@ class TokenboundError(Exception):
         if not self.param:
             return str(self)
         flag = (flags or {}).get(self.param) or "--" + self.param.replace("_", "-")
-        return f"{flag}: {self.message}"
+        return f"{self._subject(flag)}: {self.message}"
 
 
 class TimeLimitReached(TokenboundError):

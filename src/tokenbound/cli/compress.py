@@ -1,4 +1,4 @@
-"""`tokenbound compress`: parse the arguments and call ``coding.compress.compress``."""
+"""`tokenbound compress`: parse the arguments and call ``compress.stage.compress``."""
 from __future__ import annotations
 
 from .argtypes import device
@@ -28,7 +28,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..coding.compress import compress, print_summary
+    from ..compress.stage import compress, print_summary
     from ..errors import TokenboundError
 
     if args.eval_tokens < 1:

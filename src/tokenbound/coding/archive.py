@@ -19,19 +19,22 @@ import io
 import lzma
 import os
 import tarfile
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from ..artifacts import KIND_RUN, MANIFEST, dumps_canonical, sha256_bytes, sha256_dir, sha256_file
+from ..artifacts import MANIFEST, dumps_canonical, sha256_bytes
 from ..bounds.prefix import choice_bits, elias_gamma_bits
 from ..errors import TokenboundError
-from .compressed import format_method, read_verified, write_compressed
+from .compressed import format_method, read_verified, resolve, write_compressed
 
 ARCHIVE_FORMAT = "tokenbound.archive/1"
 HEADER_FILE = "header.json"
 PAYLOAD_FILE = "payload.bin"
+# What the encoder needs of a model artifact (which kind it is; the weights a model loaded from the
+# decompressed bytes evaluates) lives with the models and is found by name, like compressed.DECODERS.
+SOURCE_OF = "tokenbound.models.decoders:archive_source"
+LOAD_ARCHIVED = "tokenbound.models.decoders:load_archived"
 
 
 def _zstd_compress(data: bytes) -> bytes:
@@ -84,22 +87,7 @@ def canonical_tar(directory: Path) -> bytes:
     return buf.getvalue()
 
 
-def _source_of(src: Path) -> tuple[dict[str, Any], str]:
-    """(source record for the manifest, layout 'file' | 'tar') of a loadable model artifact."""
-    from ..models.loading import artifact_type
-
-    key = artifact_type(src)
-    if key == "gguf":
-        return {"type": "gguf", "path": str(src), "sha256": sha256_file(src)}, "file"
-    if key == "hf":
-        return {"type": "hf", "path": str(src), "sha256": sha256_dir(src)}, "tar"
-    if key == KIND_RUN:
-        return {"type": "run", "path": str(src), "sha256": sha256_dir(src)}, "tar"
-    raise TokenboundError(f"{src}: the archive method takes a .gguf file, a Hugging Face directory or a Run, "
-                          f"not a {key}")
-
-
-def _materialize(header: dict[str, Any], raw: bytes, dest: Path) -> Path:
+def materialize(header: dict[str, Any], raw: bytes, dest: Path) -> Path:
     """Write the decompressed source under `dest`; returns the path to load (the file or the directory)."""
     target = dest / header["name"]
     if header["layout"] == "file":
@@ -132,16 +120,6 @@ def _num_params(model: Any) -> int:
     return int(sum(p.numel() for p in module.parameters())) if hasattr(module, "parameters") else 0
 
 
-def _load_from_raw(header: dict[str, Any], raw: bytes, device: str) -> tuple[Any, dict[str, Any]]:
-    from ..models.loading import load
-
-    with tempfile.TemporaryDirectory(prefix="tokenbound-archive-") as tmp:
-        model = load(_materialize(header, raw, Path(tmp)), device=device)
-        # Removing the directory is safe even for memory-mapped weights: an unlinked file stays mapped.
-        state = model_state(model)
-    return model, state
-
-
 # -- encoder -------------------------------------------------------------------------------------------------
 def compress_archive(src: Path, out: Path, force: bool = False, codecs: tuple[str, ...] | None = None,
                      device: str = "cpu") -> dict[str, Any]:
@@ -155,14 +133,16 @@ def compress_archive(src: Path, out: Path, force: bool = False, codecs: tuple[st
     from ..progress import track
     from .hashing import state_sha256
 
+    archive_source, load_archived = resolve(SOURCE_OF), resolve(LOAD_ARCHIVED)
     src, out = Path(src), Path(out)
     codecs = tuple(codecs) if codecs else tuple(CODECS)
     unknown = [c for c in codecs if c not in CODECS]
     if unknown or len(set(codecs)) != len(codecs):
-        raise TokenboundError(f"--method archive: codecs must be distinct names from {list(CODECS)}, got {codecs}")
+        raise TokenboundError(f"codecs must be distinct names from {list(CODECS)}, got {codecs}", param="method",
+                              value="archive")
     if out.exists() and not force:
-        raise TokenboundError(f"--out {out}: already exists (use --force to overwrite)")
-    source, layout = _source_of(src)
+        raise TokenboundError("already exists (use --force to overwrite)", param="out", value=out)
+    source, layout = archive_source(src)
     raw = src.read_bytes() if layout == "file" else canonical_tar(src)
     # The compressors release the GIL, so threads run them side by side where cores are free.
     with ThreadPoolExecutor(max_workers=max(1, min(len(codecs), os.cpu_count() or 1))) as pool:
@@ -178,7 +158,7 @@ def compress_archive(src: Path, out: Path, force: bool = False, codecs: tuple[st
     header = {"format": ARCHIVE_FORMAT, "codec": codec, "layout": layout, "name": src.name,
               "size": len(raw), "sha256": sha256_bytes(raw)}
     header_bytes = dumps_canonical(header).encode()
-    model, state = _load_from_raw(header, CODECS[codec][1](blob), device)
+    model, state = load_archived(header, CODECS[codec][1](blob), device)
     header_bits, payload_bits = 8 * len(header_bytes), 8 * len(blob)
     breakdown = {"payload_bits": payload_bits, "header_bits": header_bits,
                  "prefix_bits": elias_gamma_bits(header_bits) + elias_gamma_bits(payload_bits),
@@ -193,8 +173,9 @@ def compress_archive(src: Path, out: Path, force: bool = False, codecs: tuple[st
 
 
 # -- decoder -------------------------------------------------------------------------------------------------
-def decode_compressed(path: Path, manifest: dict[str, Any], device: str = "cpu") -> tuple[Any, dict[str, Any]]:
-    """DECODERS["archive"]: decompress into a temporary location, load it, return (model, evaluated state)."""
+def read_archive(path: Path, manifest: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+    """(header, the source's bytes) of an archive CompressedModel: both files verified, the payload decompressed
+    and checked against the header's size and sha256 (``models.decoders.decode_archive`` loads the result)."""
     import json
 
     path = Path(path)
@@ -214,7 +195,7 @@ def decode_compressed(path: Path, manifest: dict[str, Any], device: str = "cpu")
         raise TokenboundError(f"{path / PAYLOAD_FILE}: {codec} data does not decompress ({e})") from None
     if len(raw) != header["size"] or sha256_bytes(raw) != header["sha256"]:
         raise TokenboundError(f"{path / PAYLOAD_FILE}: decompressed bytes do not match the header's sha256")
-    return _load_from_raw(header, raw, device)
+    return header, raw
 
 
 def measured_message_bits(path: Path, manifest: dict[str, Any]) -> tuple[float, dict[str, Any]]:
@@ -260,5 +241,5 @@ def file_message_bits(path: Path) -> tuple[float, dict[str, Any]]:
                  "grid_bits": 0.0}
     return float(bits + breakdown["prefix_bits"]), breakdown
 
-__all__ = ["CODECS", "canonical_tar", "compress_archive", "decode_compressed", "file_message_bits",
-           "measured_message_bits", "model_state"]
+__all__ = ["CODECS", "canonical_tar", "compress_archive", "file_message_bits", "materialize", "measured_message_bits",
+           "model_state", "read_archive"]

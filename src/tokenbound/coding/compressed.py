@@ -28,11 +28,13 @@ from ..artifacts import (KIND_COMPRESSED, MANIFEST, atomic_output_dir, file_insi
 from ..errors import TokenboundError
 
 # decoder key -> "module:function" with signature (path: Path, manifest: dict, device: str)
-#   -> tuple[LanguageModel, dict[str, Tensor]]  (the model to evaluate and the decoded state it evaluates)
+#   -> tuple[LanguageModel, dict[str, Tensor]]  (the model to evaluate and the decoded state it evaluates).
+# A decoder builds a model, so it lives above the codecs (models/decoders.py) and is found by name, as
+# models.loading finds its loaders: nothing in coding/ imports models/.
 DECODERS = {
-    "quant": "tokenbound.coding.quantize:decode_compressed",
-    "ptq": "tokenbound.coding.ptq:decode_compressed",
-    "archive": "tokenbound.coding.archive:decode_compressed",
+    "quant": "tokenbound.models.decoders:decode_quant",
+    "ptq": "tokenbound.models.decoders:decode_ptq",
+    "archive": "tokenbound.models.decoders:decode_archive",
 }
 # decoder key -> "module:function" with signature (path: Path, manifest: dict) -> (message bits, breakdown),
 #   measured from that format's bitstream files alone (see ``measured_message_bits``)
@@ -50,6 +52,12 @@ _FILE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _SUM_TOL = 1e-6
 
 
+def resolve(ref: str) -> Any:
+    """The function a ``"module:function"`` reference names (imported on first use)."""
+    module, func = ref.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
 # -- method specs ------------------------------------------------------------------------------------------
 def _parse_value(text: str) -> int | float | str:
     for conv in (int, float):
@@ -64,25 +72,25 @@ def parse_method(spec: str) -> tuple[str, dict[str, int | float | str]]:
     """``"ptq:bits=2,group=64,algo=gptq"`` -> ``("ptq", {"bits": 2, "group": 64, "algo": "gptq"})``.
 
     Values become int if they parse as int, else float, else stay strings. ``"archive"`` -> ("archive", {}).
-    Errors name ``--method``.
+    Errors name the ``method`` parameter.
     """
     if not isinstance(spec, str) or not spec.strip():
-        raise TokenboundError("--method: empty method spec (e.g. 'quant:levels=11', 'ptq:bits=4', 'archive')")
+        raise TokenboundError("empty method spec (e.g. 'quant:levels=11', 'ptq:bits=4', 'archive')", param="method")
     name, _, rest = spec.strip().partition(":")
     name = name.strip()
     if not _NAME_RE.match(name):
-        raise TokenboundError(f"--method {spec!r}: method name {name!r} is not a plain word")
+        raise TokenboundError(f"method name {name!r} is not a plain word", param="method", value=repr(spec))
     params: dict[str, int | float | str] = {}
     if rest.strip():
         for item in rest.split(","):
             key, eq, value = item.partition("=")
             key, value = key.strip(), value.strip()
             if not eq or not key or not value:
-                raise TokenboundError(f"--method {spec!r}: expected key=value, got {item.strip()!r}")
+                raise TokenboundError(f"expected key=value, got {item.strip()!r}", param="method", value=repr(spec))
             if not _NAME_RE.match(key):
-                raise TokenboundError(f"--method {spec!r}: parameter name {key!r} is not a plain word")
+                raise TokenboundError(f"parameter name {key!r} is not a plain word", param="method", value=repr(spec))
             if key in params:
-                raise TokenboundError(f"--method {spec!r}: parameter {key!r} given twice")
+                raise TokenboundError(f"parameter {key!r} given twice", param="method", value=repr(spec))
             params[key] = _parse_value(value)
     return name, params
 
@@ -225,8 +233,7 @@ def measured_message_bits(path: Path) -> tuple[float, dict[str, Any]]:
     """
     path = Path(path)
     manifest = read_compressed_manifest(path)
-    module, func = MEASURERS[manifest["decoder"]].split(":")
-    bits, breakdown = getattr(importlib.import_module(module), func)(path, manifest)
+    bits, breakdown = resolve(MEASURERS[manifest["decoder"]])(path, manifest)
     files = ", ".join(sorted(manifest["files"]))
     recorded = manifest["message_breakdown"]
     if not _agrees(manifest["message_bits"], bits):
@@ -246,9 +253,8 @@ def decode_state(path: Path, device: str = "cpu") -> tuple[Any, dict[str, Any], 
     path = Path(path)
     manifest = read_compressed_manifest(path)
     verify_files(path, manifest)
-    module, func = DECODERS[manifest["decoder"]].split(":")
     try:
-        decoder = getattr(importlib.import_module(module), func)
+        decoder = resolve(DECODERS[manifest["decoder"]])
     except (ImportError, AttributeError) as e:
         raise TokenboundError(f"{path}: decoder {manifest['decoder']!r} is not available ({e})") from None
     model, state = decoder(path, manifest, device)

@@ -40,11 +40,14 @@ class GroupSpec:
 
     def __post_init__(self):
         if self.bits not in (2, 3, 4, 8):
-            raise TokenboundError(f"--method ptq: bits must be 2, 3, 4, 8 (or 16 for fp16), got {self.bits}")
+            raise TokenboundError(f"bits must be 2, 3, 4, 8 (or 16 for fp16), got {self.bits}",
+                                  param="method", value="ptq")
         if self.group < 1:
-            raise TokenboundError(f"--method ptq: group must be >= 1 (or -1 for whole rows), got {self.group}")
+            raise TokenboundError(f"group must be >= 1 (or -1 for whole rows), got {self.group}",
+                                  param="method", value="ptq")
         if self.scale_bits not in SCALE_DTYPES:
-            raise TokenboundError(f"--method ptq: scale precision must be 16 or 32 bits, got {self.scale_bits}")
+            raise TokenboundError(f"scale precision must be 16 or 32 bits, got {self.scale_bits}",
+                                  param="method", value="ptq")
 
     @property
     def levels(self) -> int:
@@ -130,7 +133,7 @@ def _upper_cholesky_of_inverse(h: torch.Tensor, damp: float) -> torch.Tensor:
             return torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
         except torch.linalg.LinAlgError:
             continue
-    raise TokenboundError("--method ptq: calibration Hessian is not positive definite even with damping")
+    raise TokenboundError("calibration Hessian is not positive definite even with damping", param="method", value="ptq")
 
 
 def gptq_quantize(w: torch.Tensor, hessian: torch.Tensor, spec: GroupSpec, damp: float = 0.01,

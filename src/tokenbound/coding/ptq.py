@@ -1,11 +1,12 @@
-"""Post-training quantization of pretrained HF / GGUF models into a CompressedModel (issue 5 item 5).
+"""The PTQ codec: a pretrained HF / GGUF model's weights <-> the three bitstream files of a ``ptq`` CompressedModel.
 
 Method spec ``ptq:bits=2,group=64,algo=gptq,hadamard=1,calib=32`` (see ``PTQ_DEFAULTS`` for every knob):
 every weight matrix of a linear layer (nn.Linear, GPT-2's Conv1D) except the output head, plus with
 ``embed=1`` the embeddings and an untied head, is quantized per group of ``group`` input columns to
 ``bits`` ∈ {2, 3, 4, 8} (``gptq.py``), optionally after a seeded randomized Hadamard rotation (``hadamard.py``);
 ``bits=16`` stores those weights as fp16 instead. Everything else (norms, biases, other floats) is kept in
-fp16. GPTQ's Hessians come from forward hooks on ``calib`` windows of ``ctx`` tokens from the TokenStore.
+fp16. GPTQ's Hessians come from forward hooks on ``calib`` windows of ``ctx`` tokens from the TokenStore (the
+compress stage, ``compress/ptq.py``, collects them and runs this encoder; docs/pretrained.md).
 
 Bitstream (all of it counted in message_bits):
 - ``header.json``  canonical JSON: format, quantizer parameters and seed, the model config, per tensor its
@@ -15,13 +16,13 @@ Bitstream (all of it counted in message_bits):
                    when bits = 16.                                                          -> payload_bits
 Each of the three lengths gets an Elias-gamma prefix (prefix_bits); ``grid=K`` in the spec pays log2 K grid
 bits for choosing this configuration among K tried after seeing data (default 1: fixed in advance).
-The decoder rebuilds the architecture from the config with transformers and loads the dequantized weights;
-``decoded_sha256`` is computed from exactly that decode path, run on the bytes that are written.
+``decode_tensors`` turns the bytes back into the dequantized weights; the decoder (``models.decoders.decode_ptq``)
+rebuilds the architecture from the config with transformers and loads them; ``decoded_sha256`` is computed from
+exactly that decode path, run on the bytes that are written.
 """
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,8 @@ from ..artifacts import dumps_canonical
 from ..bounds.prefix import choice_bits, elias_gamma_bits
 from ..errors import TokenboundError
 from . import entropy, hadamard
-from .compressed import format_method, read_verified, write_compressed
-from .gptq import GroupSpec, collect_hessians, dequantize, gptq_quantize, rtn_quantize
+from .compressed import message_bits_of, parse_method, read_verified
+from .gptq import GroupSpec, dequantize, gptq_quantize, rtn_quantize
 
 PTQ_FORMAT = "tokenbound.ptq/1"
 HEADER_FILE, SIDE_FILE, PAYLOAD_FILE = "header.json", "side.bin", "payload.bin"
@@ -60,24 +61,26 @@ def ptq_params(params: dict[str, Any]) -> dict[str, Any]:
     """Parameters with defaults filled in and checked (errors name --method)."""
     unknown = sorted(set(params) - set(PTQ_DEFAULTS))
     if unknown:
-        raise TokenboundError(f"--method ptq: unknown parameter(s) {unknown}; known: {sorted(PTQ_DEFAULTS)}")
+        raise TokenboundError(f"unknown parameter(s) {unknown}; known: {sorted(PTQ_DEFAULTS)}",
+                              param="method", value="ptq")
     p = {**PTQ_DEFAULTS, **params}
     for key in ("bits", "group", "sym", "scale", "hadamard", "calib", "ctx", "blocksize", "embed", "eval", "grid"):
         if not isinstance(p[key], int) or isinstance(p[key], bool):
-            raise TokenboundError(f"--method ptq: {key} must be an integer, got {p[key]!r}")
+            raise TokenboundError(f"{key} must be an integer, got {p[key]!r}", param="method", value="ptq")
     if p["bits"] not in (2, 3, 4, 8, 16):
-        raise TokenboundError(f"--method ptq: bits must be one of 2, 3, 4, 8, 16, got {p['bits']}")
+        raise TokenboundError(f"bits must be one of 2, 3, 4, 8, 16, got {p['bits']}", param="method", value="ptq")
     if p["algo"] not in ("rtn", "gptq"):
-        raise TokenboundError(f"--method ptq: algo must be rtn or gptq, got {p['algo']!r}")
+        raise TokenboundError(f"algo must be rtn or gptq, got {p['algo']!r}", param="method", value="ptq")
     if p["group"] != -1 and p["group"] < 1:
-        raise TokenboundError(f"--method ptq: group must be >= 1 or -1, got {p['group']}")
+        raise TokenboundError(f"group must be >= 1 or -1, got {p['group']}", param="method", value="ptq")
     for key in ("sym", "hadamard", "embed"):
         if p[key] not in (0, 1):
-            raise TokenboundError(f"--method ptq: {key} must be 0 or 1, got {p[key]}")
+            raise TokenboundError(f"{key} must be 0 or 1, got {p[key]}", param="method", value="ptq")
     if p["calib"] < 1 or p["ctx"] < 2 or p["blocksize"] < 1 or p["eval"] < 0 or p["grid"] < 1:
-        raise TokenboundError("--method ptq: calib, blocksize, grid must be >= 1, ctx >= 2 and eval >= 0")
+        raise TokenboundError("calib, blocksize, grid must be >= 1, ctx >= 2 and eval >= 0",
+                              param="method", value="ptq")
     if not (isinstance(p["damp"], (int, float)) and 0 < float(p["damp"]) < 1):
-        raise TokenboundError(f"--method ptq: damp must be in (0, 1), got {p['damp']!r}")
+        raise TokenboundError(f"damp must be in (0, 1), got {p['damp']!r}", param="method", value="ptq")
     if p["bits"] != 16:
         GroupSpec(p["bits"], max(p["group"], 1), bool(p["sym"]), p["scale"])  # validates scale precision
     return p
@@ -221,22 +224,10 @@ def _decode_tensor(entry: dict[str, Any], q: dict[str, Any], pay: bytes, sid: by
     return np.ascontiguousarray(w.T if entry["transpose"] else w)
 
 
-def _skip_random_init():
-    """transformers' context that skips weight initialisation (private API: fall back to a no-op)."""
-    import contextlib
-
-    try:
-        from transformers.initialization import no_init_weights
-    except ImportError:  # pragma: no cover - other transformers versions
-        return contextlib.nullcontext()
-    return no_init_weights()
-
-
-def decode_message(header_bytes: bytes, side: bytes, payload: bytes, device: str = "cpu", where: str = "ptq"
-                   ) -> tuple[Any, dict[str, torch.Tensor]]:
-    """Rebuild the model from the three byte strings: (HFLanguageModel, its evaluated state_dict)."""
-    from ..models.hf import HFLanguageModel, _auto_model, _quiet_transformers
-
+def decode_tensors(header_bytes: bytes, side: bytes, payload: bytes, where: str = "ptq"
+                   ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(header, state_dict) from the three byte strings: every tensor dequantized, tied names filled in. The
+    model is rebuilt from ``header["config"]`` by the ptq decoder (``models.decoders.decode_ptq``)."""
     try:
         header = json.loads(header_bytes)
         q, entries, ties, seed = header["quantizer"], header["tensors"], header["ties"], header["seed"]
@@ -255,29 +246,7 @@ def decode_message(header_bytes: bytes, side: bytes, payload: bytes, device: str
         state[entry["name"]] = torch.from_numpy(arr).to(getattr(torch, entry["dtype"]))
     for name, target in ties.items():
         state[name] = state[target]
-    from transformers import AutoConfig
-
-    _auto_model()
-    _quiet_transformers()
-    cfg = dict(header["config"])
-    config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
-    with _skip_random_init():  # every parameter is overwritten below; random init of 100M+ weights is slow
-        module = _auto_model().from_config(config, dtype=torch.float32)
-    if getattr(config, "tie_word_embeddings", False):
-        module.tie_weights()
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise TokenboundError(f"{where}: decoded tensors do not fit the architecture ({str(e).splitlines()[0]})") from None
-    module = module.to(device).eval()
-    return HFLanguageModel(module, {"type": "compressed", "decoder": "ptq"}), module.state_dict()
-
-
-def decode_compressed(path: Path, manifest: dict[str, Any], device: str = "cpu") -> tuple[Any, dict[str, Any]]:
-    """DECODERS["ptq"]: (model, evaluated state) from a PTQ CompressedModel directory."""
-    path = Path(path)
-    parts = [read_verified(path, manifest, f) for f in (HEADER_FILE, SIDE_FILE, PAYLOAD_FILE)]
-    return decode_message(*parts, device=device, where=str(path))
+    return header, state
 
 
 def measured_message_bits(path: Path, manifest: dict[str, Any]) -> tuple[float, dict[str, Any]]:
@@ -285,8 +254,6 @@ def measured_message_bits(path: Path, manifest: dict[str, Any]) -> tuple[float, 
     lengths (header.json and side.bin are header, payload.bin payload), the header decoded and its section
     lengths checked against the files, one Elias-gamma prefix per length recomputed; grid bits from the
     ``grid`` of the recorded method spec."""
-    from .compressed import message_bits_of, parse_method
-
     path = Path(path)
     header_bytes, side, payload = (read_verified(path, manifest, f) for f in (HEADER_FILE, SIDE_FILE, PAYLOAD_FILE))
     try:
@@ -307,117 +274,3 @@ def measured_message_bits(path: Path, manifest: dict[str, Any]) -> tuple[float, 
                  "prefix_bits": sum(elias_gamma_bits(max(b, 1)) for b in (hb, sb, pb)),
                  "grid_bits": choice_bits(ptq_params(params)["grid"])}
     return message_bits_of(breakdown), breakdown
-
-
-# -- data: calibration and held-out evaluation -------------------------------------------------------------------
-def open_calibration_store(data: Path, model_vocab: int) -> Any:
-    """The TokenStore `data`, checked to be in the model's vocabulary (ids < the model's output size)."""
-    from ..data.store import TokenStore
-
-    store = TokenStore.open(data)
-    if store.vocab_size > model_vocab:
-        raise TokenboundError(f"--data {data}: store vocabulary {store.vocab_size} exceeds the model's {model_vocab} "
-                              f"(tokenize with the model's own tokenizer)")
-    return store
-
-
-def sample_windows(store: Any, n: int, ctx: int, seed: int, tag: str, max_context: int | None) -> np.ndarray:
-    """[n, L] token windows at uniformly random starts (rng from (seed, tag)); L = min(ctx, context, stream)."""
-    import zlib
-
-    length = min(ctx, max_context or ctx, store.num_tokens)
-    if length < 2:
-        raise TokenboundError(f"{store.path}: too few tokens ({store.num_tokens}) for windows")
-    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(tag.encode())])
-    starts = np.sort(rng.integers(0, store.num_tokens - length + 1, size=n))
-    return np.stack([np.asarray(store.tokens[s:s + length], dtype=np.int64) for s in starts])
-
-
-def _segments(model: Any, ids: torch.Tensor, eot: int) -> torch.Tensor | None:
-    """Document segments (doc context rule) where the architecture supports them, else one stream."""
-    from ..models.base import segments_from_ids
-    from ..models.hf import SEGMENT_AWARE
-
-    return segments_from_ids(ids, eot) if getattr(model, "model_type", None) in SEGMENT_AWARE else None
-
-
-def heldout_bits_per_token(model: Any, store: Any, windows: int, ctx: int, seed: int) -> dict[str, Any]:
-    """Mean −log2 p of every token after the first in `windows` seeded windows of `store` (doc masking)."""
-    from ..progress import track
-
-    ids_all = sample_windows(store, windows, ctx, seed, "ptq/heldout", model.max_context)
-    total_bits, count = 0.0, 0
-    for row in track(ids_all, "held-out bits/token", "windows"):
-        ids = torch.from_numpy(row)[None]
-        lp = model.log_probs(ids, _segments(model, ids, store.eot))
-        nats = -lp[0, :-1].double().gather(-1, ids[0, 1:, None].to(lp.device)).sum().item()
-        total_bits += nats / math.log(2)
-        count += ids.shape[1] - 1
-    return {"bits_per_token": total_bits / count, "tokens": count}
-
-
-# -- the method -------------------------------------------------------------------------------------------------------
-def compress_pretrained(src: Path, out: Path, params: dict[str, Any], data: Path | None = None,
-                        force: bool = False, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
-    """Quantize the HF directory or .gguf file `src` and write it as a CompressedModel at `out`; returns the
-    manifest (message length, bits per parameter, and held-out bits per token before/after when `data`
-    has a val/ split). GPTQ needs `data` (a TokenStore in the model's vocabulary) for calibration."""
-    from ..models.loading import artifact_type
-    from .hashing import state_sha256
-
-    src, out = Path(src), Path(out)
-    if out.exists() and not force:
-        raise TokenboundError(f"--out {out}: already exists (use --force to overwrite)")
-    p = ptq_params(params)
-    key = artifact_type(src)
-    if key not in ("hf", "gguf"):
-        raise TokenboundError(f"{src}: PTQ takes a Hugging Face model directory or a .gguf file, not a {key}")
-    torch.manual_seed(seed)
-    model = load_source(src, key, device)
-    store = open_calibration_store(data, model.vocab_size) if data is not None else None
-    if p["algo"] == "gptq" and p["bits"] != 16 and store is None:
-        raise TokenboundError("--data: GPTQ needs a TokenStore for calibration (or use algo=rtn)")
-    val = store.val if store is not None else None
-    evaluate = val is not None and p["eval"] > 0
-    before = heldout_bits_per_token(model, val, p["eval"], p["ctx"], seed) if evaluate else None
-    hessians: dict[str, np.ndarray] = {}
-    if p["algo"] == "gptq" and p["bits"] != 16:
-        targets = quant_targets(model.module, bool(p["embed"]))
-        gptq_targets = {n: t["module"] for n, t in targets.items() if t["kind"] != "embed"}
-        windows = sample_windows(store, p["calib"], p["ctx"], seed, "ptq/calibration", model.max_context)
-        hessians = collect_hessians(lambda ids: model.log_probs(ids, _segments(model, ids, store.eot)),
-                                    gptq_targets, windows)
-    header, side, payload, stats = encode_model(model.module, p, hessians, seed)
-    used_calibration = bool(hessians)
-    del hessians
-    decoded, state = decode_message(header, side, payload, device=device, where=str(out))
-    after = heldout_bits_per_token(decoded, val, p["eval"], p["ctx"], seed) if evaluate else None
-    hb, sb, pb = 8 * len(header), 8 * len(side), 8 * len(payload)
-    breakdown = {"payload_bits": pb, "header_bits": hb + sb,
-                 "prefix_bits": sum(elias_gamma_bits(max(b, 1)) for b in (hb, sb, pb)),
-                 "grid_bits": choice_bits(p["grid"]), "tensors": stats["tensors"]}
-    n_params = int(sum(t.numel() for t in model.module.parameters()))
-    quant_bits = sum(stats["tensors"][n] for n in stats["quantized_names"])
-    extra: dict[str, Any] = {
-        "params": p, "seed": int(seed), "num_coded_params": n_params,
-        "quantized_params": stats["quantized_params"], "fp16_params": stats["fp16_params"],
-        "bits_per_quantized_param": quant_bits / max(stats["quantized_params"], 1),
-        "model": model.describe(), "file_bytes": {HEADER_FILE: len(header), SIDE_FILE: len(side),
-                                                  PAYLOAD_FILE: len(payload)}}
-    if used_calibration:
-        extra["calibration"] = {"store": str(store.path), "sha256": store.sha256, "windows": p["calib"],
-                                "ctx": p["ctx"], "seed": int(seed)}
-    if evaluate:
-        extra["heldout_bits_per_token"] = {"before": before["bits_per_token"], "after": after["bits_per_token"],
-                                           "tokens": after["tokens"], "windows": p["eval"], "ctx": p["ctx"],
-                                           "store": str(val.path), "seed": int(seed)}
-    spec = {k: v for k, v in p.items() if k in params}
-    return write_compressed(out, method=format_method("ptq", spec), decoder="ptq", source=model.source,
-                            files={HEADER_FILE: header, SIDE_FILE: side, PAYLOAD_FILE: payload},
-                            breakdown=breakdown, decoded_sha256=state_sha256(state), force=force, **extra)
-
-
-def load_source(src: Path, key: str, device: str) -> Any:
-    from ..models.hf import load_gguf, load_hf
-
-    return (load_gguf if key == "gguf" else load_hf)(src, device=device)

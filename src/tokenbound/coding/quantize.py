@@ -32,12 +32,17 @@ from ..artifacts import dumps_canonical
 from ..bounds.prefix import choice_bits, elias_gamma_bits
 from ..errors import TokenboundError
 from . import entropy
+from .compressed import parse_method, read_verified
 
 PAYLOAD = "payload.bin"
 FORMAT = "tokenbound.quant/1"
 SCOPES = ("tensor", "global")
 CODEBOOKS = ("kmeans", "uniform")
 STREAMS = ("tensor", "joint")
+# method spec keys: quant:... (grid = level counts to choose among after seeing the data), and qat:..., which adds
+# the fine-tuning schedule of the compress stage (compress/qat.py) and fixes the level count in advance
+QUANT_KEYS = frozenset({"levels", "scope", "codebook", "clip", "iters", "stream", "grid"})
+QAT_KEYS = QUANT_KEYS - {"grid"} | {"steps", "lr", "codebook_lr", "batch", "optimizer", "momentum"}
 
 
 @dataclass(frozen=True)
@@ -54,21 +59,53 @@ class QuantConfig:
 
     def __post_init__(self):
         if self.levels < 3 or self.levels % 2 == 0 or self.levels > 65535:
-            raise TokenboundError(f"--method: levels must be an odd integer >= 3, got {self.levels}")
+            raise TokenboundError(f"levels must be an odd integer >= 3, got {self.levels}", param="method")
         if self.scope not in SCOPES:
-            raise TokenboundError(f"--method: scope must be one of {'|'.join(SCOPES)}, got {self.scope!r}")
+            raise TokenboundError(f"scope must be one of {'|'.join(SCOPES)}, got {self.scope!r}", param="method")
         if self.codebook not in CODEBOOKS:
-            raise TokenboundError(f"--method: codebook must be one of {'|'.join(CODEBOOKS)}, got {self.codebook!r}")
+            raise TokenboundError(f"codebook must be one of {'|'.join(CODEBOOKS)}, got {self.codebook!r}",
+                                  param="method")
         if self.stream not in STREAMS:
-            raise TokenboundError(f"--method: stream must be one of {'|'.join(STREAMS)}, got {self.stream!r}")
+            raise TokenboundError(f"stream must be one of {'|'.join(STREAMS)}, got {self.stream!r}", param="method")
         if not 0.5 <= self.clip <= 1.0:
-            raise TokenboundError(f"--method: clip must be a quantile in [0.5, 1], got {self.clip}")
+            raise TokenboundError(f"clip must be a quantile in [0.5, 1], got {self.clip}", param="method")
         if self.iters < 0:
-            raise TokenboundError(f"--method: iters must be >= 0, got {self.iters}")
+            raise TokenboundError(f"iters must be >= 0, got {self.iters}", param="method")
 
     def to_dict(self) -> dict[str, Any]:
         return {"levels": self.levels, "scope": self.scope, "codebook": self.codebook, "clip": self.clip,
                 "iters": self.iters, "stream": self.stream}
+
+
+def parse_quant_spec(name: str, params: Mapping[str, Any], spec: str) -> tuple[QuantConfig, list[int] | None]:
+    """(QuantConfig, level grid or None) of a ``quant:``/``qat:`` method spec's parameters (errors name ``method``).
+
+    Keys outside ``QUANT_KEYS`` (``QAT_KEYS`` for qat) are refused; the qat schedule keys are left to the caller.
+    """
+    allowed = QUANT_KEYS if name == "quant" else QAT_KEYS
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise TokenboundError(f"unknown parameter(s) {', '.join(unknown)} for {name} "
+                              f"(known: {', '.join(sorted(allowed))})", param="method", value=spec)
+    grid = None
+    if "grid" in params:
+        if "levels" in params:
+            raise TokenboundError("give levels or grid, not both", param="method", value=spec)
+        try:
+            grid = sorted({int(v) for v in str(params["grid"]).split("/")})
+        except ValueError:
+            raise TokenboundError("grid must be level counts separated by '/', e.g. 5/7/11",
+                                  param="method", value=spec) from None
+    q_kw = {k: params[k] for k in ("scope", "codebook", "stream") if k in params}
+    for k, conv in (("levels", int), ("iters", int), ("clip", float)):
+        if k in params:
+            if not isinstance(params[k], (int, float)) or (conv is int and not float(params[k]).is_integer()):
+                raise TokenboundError(f"{k} must be a number, got {params[k]!r}", param="method", value=spec)
+            q_kw[k] = conv(params[k])
+    quant = QuantConfig(**q_kw)
+    for k in grid or []:
+        QuantConfig(**{**q_kw, "levels": k})   # validates every candidate up front
+    return quant, grid
 
 
 @dataclass
@@ -333,30 +370,10 @@ def decoded_state(q: Quantized) -> dict[str, Any]:
     return {n: torch.from_numpy(np.ascontiguousarray(a)) for n, a in q.dequantize().items()}
 
 
-def decode_compressed(path: Path, manifest: dict, device: str = "cpu"):
-    """DECODERS["quant"]: rebuild the model from the header's config (frozen parts regenerate from their seeds),
-    load the dequantized coded tensors, return (GPTLanguageModel, decoded coded state)."""
-    from ..models.gpt import GPTConfig, GPTLanguageModel, build_model, load_coded_state_dict
-
-    path = Path(path)
-    body = (path / PAYLOAD).read_bytes()
-    q, model_config = decode_message(body, where=str(path / PAYLOAD))
-    state = decoded_state(q)
-    config = GPTConfig.from_dict(model_config)
-    module = build_model(config)
-    load_coded_state_dict(module, state)
-    module.to(device)
-    module.eval()
-    return GPTLanguageModel(module, config), state
-
-
 def measured_message_bits(path: Path, manifest: Mapping[str, Any]) -> tuple[float, dict[str, Any]]:
     """(message bits, breakdown) measured from ``payload.bin`` itself (docs/compression.md): its exact byte length,
     the header decoded, every stream walked to its end (the ANS words are payload, the rest header), the
     Elias-gamma code of the byte length recomputed; grid bits from the grid in the recorded method spec."""
-    from .compress import parse_quant_params
-    from .compressed import parse_method, read_verified
-
     path = Path(path)
     where = str(path / PAYLOAD)
     body = read_verified(path, dict(manifest), PAYLOAD)
@@ -379,7 +396,7 @@ def measured_message_bits(path: Path, manifest: Mapping[str, Any]) -> tuple[floa
     name, params = parse_method(spec)
     if name not in ("quant", "qat"):
         raise TokenboundError(f"{path / 'manifest.json'}: method {spec!r} is not a quant/qat spec")
-    _quant, _qat, grid = parse_quant_params(name, params, spec, 0)
+    _quant, grid = parse_quant_spec(name, params, spec)
     breakdown = {"payload_bits": 8 * word_bytes, "header_bits": 8 * (len(body) - word_bytes),
                  "prefix_bits": elias_gamma_bits(len(body)),
                  "grid_bits": 0.0 if grid is None else choice_bits(len(grid))}

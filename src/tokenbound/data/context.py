@@ -71,11 +71,11 @@ class ContextRule:
 
     def __post_init__(self) -> None:
         if self.flavour not in FLAVOURS:
-            raise TokenboundError(f"--context: flavour must be 'doc' or 'stream', got {self.flavour!r}")
+            raise TokenboundError(f"flavour must be 'doc' or 'stream', got {self.flavour!r}", param="context")
         if self.block < 1:
-            raise TokenboundError(f"--context: block size must be >= 1, got {self.block}")
+            raise TokenboundError(f"block size must be >= 1, got {self.block}", param="context")
         if self.stride is not None and not 1 <= self.stride <= self.block:
-            raise TokenboundError(f"--context: stride must be in [1, {self.block}], got {self.stride}")
+            raise TokenboundError(f"stride must be in [1, {self.block}], got {self.stride}", param="context")
         if self.stride == 1:  # same rule as the full one: one canonical form
             object.__setattr__(self, "stride", None)
 
@@ -85,7 +85,7 @@ class ContextRule:
             return spec
         m = _SPEC.match(str(spec).strip())
         if not m:
-            raise TokenboundError(f"--context: expected doc:B, stream:B, doc:B/s or stream:B/s, got {spec!r}")
+            raise TokenboundError(f"expected doc:B, stream:B, doc:B/s or stream:B/s, got {spec!r}", param="context")
         flavour, block, stride = m.group(1), int(m.group(2)), m.group(3)
         return cls(flavour, block, None if stride is None else int(stride))
 

@@ -75,9 +75,10 @@ class Rows:
 
 def check_sampler(sampler: str, rule: ContextRule) -> None:
     if sampler not in SAMPLERS:
-        raise TokenboundError(f"--sampler: must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+        raise TokenboundError(f"must be one of {', '.join(SAMPLERS)}, got {sampler!r}", param="sampler")
     if sampler == "document" and not rule.is_doc:
-        raise TokenboundError(f"--sampler document: needs a doc context rule (documents scored alone), got {rule}")
+        raise TokenboundError(f"needs a doc context rule (documents scored alone), got {rule}",
+                              param="sampler", value="document")
 
 
 def draw_plan(sampler: str, n: int, seed: int, rule: ContextRule, num_tokens: int,
@@ -85,15 +86,15 @@ def draw_plan(sampler: str, n: int, seed: int, rule: ContextRule, num_tokens: in
     """Draw the plan; deterministic given (sampler, n, seed, rule, stream size, documents)."""
     check_sampler(sampler, rule)
     if int(n) != n or n <= 0:
-        raise TokenboundError(f"--samples: must be a positive integer, got {n}")
+        raise TokenboundError(f"must be a positive integer, got {n}", param="samples")
     if num_tokens <= 0:
         raise TokenboundError("the token store is empty: nothing to score")
     rng = np.random.default_rng(seed)
     if sampler == "all":
         population = rule.num_windows(0, num_tokens)
         if int(n) != population:
-            raise TokenboundError(f"--samples: the 'all' sampler scores each of the rule's {population:,} windows "
-                                  f"once, so n must be {population:,}, got {n}")
+            raise TokenboundError(f"the 'all' sampler scores each of the rule's {population:,} windows "
+                                  f"once, so n must be {population:,}, got {n}", param="samples")
         return SamplingPlan(sampler, int(seed), np.arange(population, dtype=np.int64), population)
     if sampler == "token":
         units, population = rng.integers(0, num_tokens, size=n, dtype=np.int64), num_tokens

@@ -18,7 +18,7 @@ SPLIT_RULE = "blake2b-64(f'{seed}:{identity}') / 2^64 < val_fraction"
 def check_val_fraction(fraction: float) -> float:
     fraction = float(fraction)
     if not 0.0 <= fraction < 1.0:  # also rejects NaN
-        raise TokenboundError(f"--val-fraction: must be in [0, 1), got {fraction}")
+        raise TokenboundError(f"must be in [0, 1), got {fraction}", param="val_fraction")
     return fraction
 
 
@@ -43,7 +43,7 @@ TOKENIZER_FIT_MODES = ("split", "train-charged")
 def check_tokenizer_fraction(fraction: float) -> float:
     fraction = float(fraction)
     if not 0.0 < fraction < 1.0:  # also rejects NaN
-        raise TokenboundError(f"--tokenizer-fraction: must be in (0, 1), got {fraction}")
+        raise TokenboundError(f"must be in (0, 1), got {fraction}", param="tokenizer_fraction")
     return fraction
 
 

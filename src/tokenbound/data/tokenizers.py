@@ -214,12 +214,13 @@ def parse_bpe_size(spec: str) -> int:
     try:
         n = int(text)
     except ValueError:
-        raise TokenboundError(f"--tokenizer {spec}: N must be an integer, got {text!r}") from None
+        raise TokenboundError(f"N must be an integer, got {text!r}", param="tokenizer", value=spec) from None
     if n < BYTE_VOCAB_SIZE:
-        raise TokenboundError(f"--tokenizer {spec}: N must be >= {BYTE_VOCAB_SIZE} (256 bytes + eot), got {n}")
+        raise TokenboundError(f"N must be >= {BYTE_VOCAB_SIZE} (256 bytes + eot), got {n}",
+                              param="tokenizer", value=spec)
     if n > MAX_BPE_VOCAB_SIZE:
-        raise TokenboundError(f"--tokenizer {spec}: N must be <= 2^20 = {MAX_BPE_VOCAB_SIZE:,} (every model on the "
-                              f"store carries an N-row embedding), got {n:,}")
+        raise TokenboundError(f"N must be <= 2^20 = {MAX_BPE_VOCAB_SIZE:,} (every model on the "
+                              f"store carries an N-row embedding), got {n:,}", param="tokenizer", value=spec)
     return n
 
 
@@ -229,16 +230,16 @@ def check_tokenizer_spec(spec: str) -> str:
     if spec == "byte":
         return "byte"
     if kind in ("bpe", "hf", "gguf") and not sep:
-        raise TokenboundError(f"--tokenizer {spec}: expected {kind}:{'N' if kind == 'bpe' else 'PATH'}")
+        raise TokenboundError(f"expected {kind}:{'N' if kind == 'bpe' else 'PATH'}", param="tokenizer", value=spec)
     if kind == "bpe":
         parse_bpe_size(spec)
         return "bpe"
     if kind in ("hf", "gguf"):
         path = Path(spec.split(":", 1)[1])
         if not path.exists():
-            raise TokenboundError(f"--tokenizer {spec}: no such file or directory")
+            raise TokenboundError("no such file or directory", param="tokenizer", value=spec)
         return kind
-    raise TokenboundError(f"--tokenizer {spec}: unknown spec (expected byte, bpe:N, hf:PATH or gguf:PATH)")
+    raise TokenboundError("unknown spec (expected byte, bpe:N, hf:PATH or gguf:PATH)", param="tokenizer", value=spec)
 
 
 def train_bpe(texts: Iterator[str], vocab_size: int, spec: str) -> HFTokenizer:
@@ -357,11 +358,12 @@ def load_hf_tokenizer(spec: str, eot: int | None = None, vocab_size: int | None 
     path = Path(spec.split(":", 1)[1])
     file = path / "tokenizer.json" if path.is_dir() else path
     if not file.is_file():
-        raise TokenboundError(f"--tokenizer {spec}: no tokenizer.json found")
+        raise TokenboundError("no tokenizer.json found", param="tokenizer", value=spec)
     try:
         tok = Tokenizer.from_file(str(file))
     except Exception as e:  # the Rust side raises a bare Exception on malformed files
-        raise TokenboundError(f"--tokenizer {spec}: not a Hugging Face tokenizer.json ({str(e).splitlines()[0]})") \
+        raise TokenboundError(f"not a Hugging Face tokenizer.json ({str(e).splitlines()[0]})",
+                              param="tokenizer", value=spec) \
             from None
     if eot is None:
         eot = tok.token_to_id(EOT_TOKEN)
@@ -369,7 +371,7 @@ def load_hf_tokenizer(spec: str, eot: int | None = None, vocab_size: int | None 
         eos = _eos_from_config(file.parent)
         eot = tok.token_to_id(eos) if eos else None
     if eot is None:
-        raise TokenboundError(f"--tokenizer {spec}: no {EOT_TOKEN} or eos token found; pass --eot ID")
+        raise TokenboundError(f"no {EOT_TOKEN} or eos token found; pass --eot ID", param="tokenizer", value=spec)
     return HFTokenizer(tok, spec, eot, _vocab_size(tok, vocab_size, spec))
 
 
@@ -378,22 +380,23 @@ def load_gguf_tokenizer(spec: str, eot: int | None = None, vocab_size: int | Non
     eot is the model's eos token unless `--eot` overrides it."""
     path = Path(spec.split(":", 1)[1])
     if not path.is_file():
-        raise TokenboundError(f"--tokenizer {spec}: not a file")
+        raise TokenboundError("not a file", param="tokenizer", value=spec)
     try:
         from transformers import AutoTokenizer
 
         hf = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     except ImportError as e:
-        raise TokenboundError(f"--tokenizer {spec}: needs transformers and gguf ({e})") from None
+        raise TokenboundError(f"needs transformers and gguf ({e})", param="tokenizer", value=spec) from None
     except Exception as e:  # transformers raises many types on unsupported or corrupt GGUF files
-        raise TokenboundError(f"--tokenizer {spec}: cannot read its tokenizer ({str(e).splitlines()[0]})") from None
+        raise TokenboundError(f"cannot read its tokenizer ({str(e).splitlines()[0]})",
+                              param="tokenizer", value=spec) from None
     backend = getattr(hf, "backend_tokenizer", None)
     if backend is None:
-        raise TokenboundError(f"--tokenizer {spec}: transformers gave no fast tokenizer for this file")
+        raise TokenboundError("transformers gave no fast tokenizer for this file", param="tokenizer", value=spec)
     if eot is None:
         eot = hf.eos_token_id
     if eot is None:
-        raise TokenboundError(f"--tokenizer {spec}: the model names no eos token; pass --eot ID")
+        raise TokenboundError("the model names no eos token; pass --eot ID", param="tokenizer", value=spec)
     return HFTokenizer(backend, spec, eot, _vocab_size(backend, vocab_size, spec))
 
 
@@ -402,7 +405,7 @@ def _vocab_size(tok, override: int | None, spec: str) -> int:
     if override is None:
         return n
     if override < n:
-        raise TokenboundError(f"--vocab-size {override}: smaller than the {n} ids of --tokenizer {spec}")
+        raise TokenboundError(f"smaller than the {n} ids of --tokenizer {spec}", param="vocab_size", value=override)
     return override
 
 

@@ -71,7 +71,7 @@ def finetune_run(study: Study, name: str, data: Path, base: Path, train: dict[st
 
 def evaluation(study: Study, name: str, model_path: Path, store_path: Path, tokens: int) -> float:
     """Mean bits/token of a model on fixed seeded windows of a store (cached in OUT/eval/NAME.json)."""
-    from ..coding.compress import bits_per_token
+    from ..compress.stage import bits_per_token
     from ..data.store import TokenStore
     from ..models.loading import load
 

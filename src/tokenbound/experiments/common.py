@@ -166,7 +166,7 @@ def train_run(study: Study, name: str, data: Path, config: dict[str, dict[str, A
 
 def compress_run(study: Study, name: str, run: Path, method: str, data: Path | None = None) -> Path:
     """Compress a Run with `method` into OUT/compressed/NAME (skipped when present); returns its path."""
-    from ..coding.compress import compress
+    from ..compress.stage import compress
 
     out = study.path("compressed", name)
     study.stage(f"compress {name} ({method})", out, lambda: compress(

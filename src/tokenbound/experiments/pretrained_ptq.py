@@ -107,7 +107,7 @@ def bound_at_size(cert_path: Path, num_tokens: int) -> float:
 
 
 def run(study: Study) -> dict[str, Any]:
-    from ..coding.compress import compress
+    from ..compress.stage import compress
 
     s = SETTINGS[study.scale]
     ref, ref_label = reference_model(study)

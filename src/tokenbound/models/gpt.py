@@ -67,7 +67,7 @@ class GPTConfig:
         if self.positions == "rotary" and (self.n_embd // self.n_head) % 2:
             raise TokenboundError("model config: rotary positions need an even head dimension")
         if self.subspace_dim is not None and int(self.subspace_dim) < 1:
-            raise TokenboundError(f"--subspace: must be a positive integer, got {self.subspace_dim}")
+            raise TokenboundError(f"must be a positive integer, got {self.subspace_dim}", param="subspace")
         if not 0 <= self.eot < self.vocab_size:
             raise TokenboundError(f"model config: eot {self.eot} outside the vocabulary [0, {self.vocab_size})")
 

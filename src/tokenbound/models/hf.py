@@ -119,7 +119,8 @@ class HFLanguageModel(LanguageModel):
         return self
 
 
-def _auto_model():
+def auto_model_class():
+    """transformers' ``AutoModelForCausalLM``, offline (one-line error if transformers is not installed)."""
     _offline()
     try:
         from transformers import AutoModelForCausalLM
@@ -128,13 +129,46 @@ def _auto_model():
     return AutoModelForCausalLM
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
+    """Only errors from transformers' logger (no warnings about unused weights and the like)."""
     try:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
     except ImportError:  # pragma: no cover
         pass
+
+
+def _skip_random_init():
+    """transformers' context that skips weight initialisation (private API: fall back to a no-op)."""
+    import contextlib
+
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # pragma: no cover - other transformers versions
+        return contextlib.nullcontext()
+    return no_init_weights()
+
+
+def module_from_config(config: dict[str, Any], state: dict[str, torch.Tensor], device: str = "cpu",
+                       where: str = "model") -> Any:
+    """The float32 transformers causal LM of a config dict (with its ``model_type``) holding exactly `state`
+    (strict: every tensor, no other), in eval mode on `device`; ties the word embeddings if the config says so."""
+    auto = auto_model_class()
+    quiet_transformers()
+    from transformers import AutoConfig
+
+    cfg = dict(config)
+    config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
+    with _skip_random_init():  # every parameter is overwritten below; random init of 100M+ weights is slow
+        module = auto.from_config(config, dtype=torch.float32)
+    if getattr(config, "tie_word_embeddings", False):
+        module.tie_weights()
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise TokenboundError(f"{where}: decoded tensors do not fit the architecture ({str(e).splitlines()[0]})") from None
+    return module.to(device).eval()
 
 
 PICKLE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -159,8 +193,8 @@ def load_hf_module(path: Path, device: str = "cpu") -> Any:
     if not (path / "config.json").exists():
         raise TokenboundError(f"{path}: not a Hugging Face model directory (no config.json)")
     check_safetensors_weights(path)
-    auto = _auto_model()
-    _quiet_transformers()
+    auto = auto_model_class()
+    quiet_transformers()
     try:
         # safetensors only: a pickle checkpoint (pytorch_model.bin) can run code when loaded (docs/pretrained.md)
         module = auto.from_pretrained(str(path), local_files_only=True, dtype=torch.float32, use_safetensors=True)
@@ -174,8 +208,8 @@ def load_gguf_module(path: Path, device: str = "cpu") -> Any:
     path = Path(path)
     if not path.is_file() or path.suffix != ".gguf":
         raise TokenboundError(f"{path}: not a .gguf file")
-    auto = _auto_model()
-    _quiet_transformers()
+    auto = auto_model_class()
+    quiet_transformers()
     try:
         module = auto.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True,
                                       dtype=torch.float32)
@@ -213,7 +247,7 @@ def load_gguf_tokenizer(path: Path) -> Any:
     from transformers import AutoTokenizer
 
     path = Path(path)
-    _quiet_transformers()
+    quiet_transformers()
     try:
         return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
     except (OSError, ValueError, KeyError) as e:

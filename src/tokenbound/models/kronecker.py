@@ -28,8 +28,8 @@ def kron_factor_shapes(in_features: int, out_features: int,
     else:
         o1, i1 = a_shape
         if o1 < 1 or i1 < 1 or out_features % o1 or in_features % i1:
-            raise TokenboundError(f"--layers: kron:{o1}x{i1} does not divide a {out_features}x{in_features} "
-                                  "weight (A's shape O1xI1 must divide [out, in])")
+            raise TokenboundError(f"kron:{o1}x{i1} does not divide a {out_features}x{in_features} "
+                                  "weight (A's shape O1xI1 must divide [out, in])", param="layers")
     return (o1, i1), (out_features // o1, in_features // i1)
 
 

@@ -90,7 +90,7 @@ class LoRALinear(StructuredLinear):
 
 def _positive_int(text: str, what: str, kind_spec: str) -> int:
     if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
-        raise TokenboundError(f"--layers: {kind_spec!r}: {what} must be a positive integer, got {text!r}")
+        raise TokenboundError(f"{kind_spec!r}: {what} must be a positive integer, got {text!r}", param="layers")
     return int(text)
 
 
@@ -98,10 +98,11 @@ def parse_kind(kind_spec: str) -> tuple[str, dict]:
     """``"lora:8:2"`` -> ``("lora", {"rank": 8, "scale": 2.0})``; TokenboundError naming --layers if malformed."""
     name, *args = kind_spec.strip().split(":")
     if name not in KINDS:
-        raise TokenboundError(f"--layers: unknown layer kind {name!r} in {kind_spec!r} (known: {', '.join(KINDS)})")
+        raise TokenboundError(f"unknown layer kind {name!r} in {kind_spec!r} (known: {', '.join(KINDS)})",
+                              param="layers")
     n_args = {"dense": (0,), "lowrank": (1,), "lora": (1, 2), "kron": (0, 1), "monarch": (0, 1)}[name]
     if len(args) not in n_args:
-        raise TokenboundError(f"--layers: {kind_spec!r}: wrong number of ':' arguments for {name}")
+        raise TokenboundError(f"{kind_spec!r}: wrong number of ':' arguments for {name}", param="layers")
     if name == "dense":
         return name, {}
     if name == "lowrank":
@@ -112,16 +113,17 @@ def parse_kind(kind_spec: str) -> tuple[str, dict]:
             try:
                 opts["scale"] = float(args[1])
             except ValueError:
-                raise TokenboundError(f"--layers: {kind_spec!r}: scale must be a number, got {args[1]!r}") from None
+                raise TokenboundError(f"{kind_spec!r}: scale must be a number, got {args[1]!r}",
+                                      param="layers") from None
             if not math.isfinite(opts["scale"]):
-                raise TokenboundError(f"--layers: {kind_spec!r}: scale must be finite")
+                raise TokenboundError(f"{kind_spec!r}: scale must be finite", param="layers")
         return name, opts
     if name == "kron":
         if not args:
             return name, {"a_shape": None}
         m = re.fullmatch(r"([0-9]+)x([0-9]+)", args[0])
         if not m or min(int(m[1]), int(m[2])) < 1:
-            raise TokenboundError(f"--layers: {kind_spec!r}: expected kron:O1xI1 (A's shape), e.g. kron:32x24")
+            raise TokenboundError(f"{kind_spec!r}: expected kron:O1xI1 (A's shape), e.g. kron:32x24", param="layers")
         return name, {"a_shape": (int(m[1]), int(m[2]))}
     return name, {"nblocks": _positive_int(args[0], "nblocks", kind_spec) if args else DEFAULT_MONARCH_BLOCKS}
 
@@ -137,22 +139,22 @@ def parse_layer_spec(spec: str) -> dict[str, str]:
     seen_default = False
     items = [item.strip() for item in str(spec).split(",")]
     if not any(items):
-        raise TokenboundError("--layers: empty layer spec")
+        raise TokenboundError("empty layer spec", param="layers")
     for item in items:
         if not item:
-            raise TokenboundError(f"--layers: empty item in {spec!r}")
+            raise TokenboundError(f"empty item in {spec!r}", param="layers")
         if "=" in item:
             group, kind = (part.strip() for part in item.split("=", 1))
             if group not in GROUPS:
-                raise TokenboundError(f"--layers: unknown layer group {group!r} in {spec!r} "
-                                      f"(known: {', '.join(GROUPS)})")
+                raise TokenboundError(f"unknown layer group {group!r} in {spec!r} "
+                                      f"(known: {', '.join(GROUPS)})", param="layers")
             if group in explicit:
-                raise TokenboundError(f"--layers: group {group!r} given twice in {spec!r}")
+                raise TokenboundError(f"group {group!r} given twice in {spec!r}", param="layers")
             parse_kind(kind)
             explicit[group] = kind
         else:
             if seen_default:
-                raise TokenboundError(f"--layers: more than one bare kind in {spec!r}")
+                raise TokenboundError(f"more than one bare kind in {spec!r}", param="layers")
             parse_kind(item)
             default, seen_default = item, True
     return {group: explicit.get(group, default) for group in GROUPS}

@@ -58,7 +58,7 @@ def parse_smoothing(spec: str) -> tuple[str, float]:
             beta = -1.0
         if beta > 0 and np.isfinite(beta):
             return "add", beta
-    raise TokenboundError(f"--smoothing: expected 'wb' or 'add:BETA' with BETA > 0, got {spec!r}")
+    raise TokenboundError(f"expected 'wb' or 'add:BETA' with BETA > 0, got {spec!r}", param="smoothing")
 
 
 def context_keys(tokens: np.ndarray, doc_offsets: np.ndarray, order: int, vocab_size: int, eot: int,
@@ -371,11 +371,11 @@ def check_shape(vocab_size: int, eot: int, order: int) -> None:
     if not 0 <= eot < vocab_size:
         raise TokenboundError(f"eot id {eot} is outside the vocabulary [0, {vocab_size})")
     if order < 0:
-        raise TokenboundError(f"--order: must be >= 0, got {order}")
+        raise TokenboundError(f"must be >= 0, got {order}", param="order")
     limit = max_order(vocab_size)
     if order > limit:
-        raise TokenboundError(f"--order {order}: at most {limit} for vocabulary {vocab_size} (a context is one "
-                              f"integer key below (V+1)^order, which must fit in 62 bits)")
+        raise TokenboundError(f"at most {limit} for vocabulary {vocab_size} (a context is one "
+                              f"integer key below (V+1)^order, which must fit in 62 bits)", param="order", value=order)
 
 
 def max_order(vocab_size: int) -> int:

@@ -78,13 +78,14 @@ def monarch_shapes(in_features: int, out_features: int, nblocks: int) -> tuple[i
     """(p, q, s): input block size, intermediate block size, output block size; TokenboundError if impossible."""
     b = nblocks
     if b < 1 or in_features % b or out_features % b:
-        raise TokenboundError(f"--layers: monarch:{b} needs in ({in_features}) and out ({out_features}) "
-                              f"divisible by the number of blocks {b}")
+        raise TokenboundError(f"monarch:{b} needs in ({in_features}) and out ({out_features}) "
+                              f"divisible by the number of blocks {b}", param="layers")
     p, s = in_features // b, out_features // b
     q = min(p, s)
     if q % b:
-        raise TokenboundError(f"--layers: monarch:{b} needs the block size min(in, out)/b = {q} divisible by "
-                              f"{b} (the Monarch permutation), got a {out_features}x{in_features} weight")
+        raise TokenboundError(f"monarch:{b} needs the block size min(in, out)/b = {q} divisible by "
+                              f"{b} (the Monarch permutation), got a {out_features}x{in_features} weight",
+                              param="layers")
     return p, q, s
 
 

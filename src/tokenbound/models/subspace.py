@@ -45,8 +45,8 @@ class KroneckerProjection(nn.Module):
     def __init__(self, num_params: int, dim: int, seed: int):
         super().__init__()
         if num_params < 1 or dim < 1:
-            raise TokenboundError(f"--subspace: need at least one parameter and dimension >= 1 (got D={num_params}, "
-                                  f"d={dim})")
+            raise TokenboundError(f"need at least one parameter and dimension >= 1 (got D={num_params}, "
+                                  f"d={dim})", param="subspace")
         self.num_params, self.dim = int(num_params), int(dim)
         (D1, D2), (d1, d2) = self.factor_shapes(num_params, dim)
         A = seeded_normal((D1, d1), 1.0, seed, "subspace.kron.A")
@@ -116,17 +116,17 @@ class SubspaceWrapper(nn.Module):
     def __init__(self, module: nn.Module, dim: int, seed: int, projection: str = "kron", params: str = "all"):
         super().__init__()
         if projection not in PROJECTIONS:
-            raise TokenboundError(f"--subspace-projection: unknown projection {projection!r} "
-                                  f"(known: {', '.join(PROJECTIONS)})")
+            raise TokenboundError(f"unknown projection {projection!r} "
+                                  f"(known: {', '.join(PROJECTIONS)})", param="subspace_projection")
         if params not in PARAM_SETS:
-            raise TokenboundError(f"--subspace-params: must be one of {PARAM_SETS}, got {params!r}")
+            raise TokenboundError(f"must be one of {PARAM_SETS}, got {params!r}", param="subspace_params")
         if int(dim) < 1:
-            raise TokenboundError(f"--subspace: dimension must be a positive integer, got {dim}")
+            raise TokenboundError(f"dimension must be a positive integer, got {dim}", param="subspace")
         self.module = module
         self.projection_name, self.params = projection, params
         covered = [(name, p) for name, p in module.named_parameters() if params == "all" or p.requires_grad]
         if not covered:
-            raise TokenboundError(f"--subspace-params: the module has no {params} parameters to reparameterise")
+            raise TokenboundError(f"the module has no {params} parameters to reparameterise", param="subspace_params")
         aliases: dict[int, list[str]] = {}
         for name, p in module.named_parameters(remove_duplicate=False):
             aliases.setdefault(id(p), []).append(name)

@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..artifacts import (KIND_RUN, MANIFEST, atomic_output_dir, ensure_parent_dir, make_manifest, path_record,
-                         read_json, replace_dir, write_json)
+                         read_json, read_manifest, replace_dir, resolve_recorded_path, write_json)
 from ..errors import TokenboundError
 from ..models.gpt import coded_state_dict, load_coded_state_dict
 
@@ -72,7 +72,7 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
     """Restore model and optimizer from ``run_dir/checkpoint``; return its state.json."""
     ck = run_dir / CHECKPOINT
     if not (ck / "state.json").exists():
-        raise TokenboundError(f"--resume: {run_dir} has no checkpoint to resume from")
+        raise TokenboundError(f"{run_dir} has no checkpoint to resume from", param="resume")
     state = read_json(ck / "state.json", "checkpoint state")
     device = next(model.parameters()).device
     load_coded_state_dict(model, load_file(str(ck / "model.safetensors"), device=str(device)))
@@ -90,7 +90,7 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
     try:
         optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
     except (ValueError, KeyError) as e:
-        raise TokenboundError(f"--resume: {ck}: optimizer state does not match the model ({e})") from None
+        raise TokenboundError(f"{ck}: optimizer state does not match the model ({e})", param="resume") from None
     return state
 
 
@@ -142,7 +142,7 @@ def resume_source(out: Path) -> Path:
     for candidate in (work, out):
         if (candidate / "config.json").exists():
             return candidate
-    raise TokenboundError(f"--resume: neither {out} nor {work} holds a run")
+    raise TokenboundError(f"neither {out} nor {work} holds a run", param="resume")
 
 
 def prepare_work_dir(out: Path, resume: bool, force: bool = False) -> Path:
@@ -155,22 +155,46 @@ def prepare_work_dir(out: Path, resume: bool, force: bool = False) -> Path:
     work = work_dir_for(out)
     if not resume:
         if out.exists() and not force:
-            raise TokenboundError(f"--out {out}: already exists (use --resume to continue it, --force to "
-                                  f"overwrite it, or another --out)")
+            raise TokenboundError("already exists (use --resume to continue it, --force to "
+                                  f"overwrite it, or another --out)", param="out", value=out)
         if out.exists() and not out.is_dir():
-            raise TokenboundError(f"--out {out}: is a file, not a run directory")
+            raise TokenboundError("is a file, not a run directory", param="out", value=out)
         if work.exists() and not force:
-            raise TokenboundError(f"--out {out}: an interrupted run is in {work} (use --resume to continue it, "
-                                  f"--force to start over, or delete it)")
+            raise TokenboundError(f"an interrupted run is in {work} (use --resume to continue it, "
+                                  f"--force to start over, or delete it)", param="out", value=out)
         ensure_parent_dir(work, "--out")
         if work.exists():
             shutil.rmtree(work)
         try:
             work.mkdir()
         except OSError as e:
-            raise TokenboundError(f"--out {out}: cannot create {work} ({e.strerror or e})") from None
+            raise TokenboundError(f"cannot create {work} ({e.strerror or e})", param="out", value=out) from None
         return work
     if resume_source(out) == out:
         read_json(out / MANIFEST, "manifest.json")
         shutil.copytree(out, work)
     return work
+
+
+def run_data_store(run: Path) -> Path | None:
+    """The TokenStore a Run was trained on, as recorded in its manifest or config (None if not recorded).
+
+    The recorded path is relative to the run (``artifacts.path_record``; older runs: to the directory the
+    training command ran in); its absolute hint is used only if the store there has the recorded sha256.
+    """
+    man = read_manifest(run)
+    candidates: list[Any] = [man.get("data"), man.get("data_path"), man.get("store")]
+    cfg_path = run / "config.json"
+    if cfg_path.exists():
+        cfg = read_json(cfg_path, "config.json")
+        candidates += [cfg.get("data"), (cfg.get("train") or {}).get("data") if isinstance(cfg.get("train"), dict)
+                       else None]
+    for c in candidates:
+        if not isinstance(c, (dict, str)):
+            continue
+        try:
+            return resolve_recorded_path(c, run, "data", sha256=c.get("sha256") if isinstance(c, dict) else None,
+                                         identify=lambda p: read_manifest(p).get("sha256"))
+        except TokenboundError:
+            continue
+    return None

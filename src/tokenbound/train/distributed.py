@@ -36,12 +36,12 @@ def setup(device: str = "cpu") -> World:
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise TokenboundError("--device cuda: CUDA is not available on this machine")
+            raise TokenboundError("CUDA is not available on this machine", param="device", value="cuda")
         if size > 1:  # one GPU per local rank
             device = f"cuda:{local_rank}"
             torch.cuda.set_device(local_rank)
     elif device != "cpu":
-        raise TokenboundError(f"--device: expected cpu or cuda, got {device!r}")
+        raise TokenboundError(f"expected cpu or cuda, got {device!r}", param="device")
     if size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
     return World(rank=rank, size=size, local_rank=local_rank, device=device)

@@ -128,7 +128,7 @@ def merged(model: nn.Module, cfg: GPTConfig) -> tuple[nn.Module, GPTConfig]:
 def inherited_stores(base: InitFrom, referrer: Path) -> list[dict[str, Any]]:
     """The stores the base has seen (its training store and what it inherited), recorded relative to
     `referrer` (the new run)."""
-    from ..coding.compress import run_data_store
+    from .checkpoint import run_data_store
 
     man = read_manifest(base.path, KIND_RUN)
     out: list[dict[str, Any]] = []

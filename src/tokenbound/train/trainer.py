@@ -15,18 +15,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import configs
-from ..data.store import TokenStore
 from ..artifacts import read_json, write_json
+from ..data.store import TokenStore
 from ..errors import TimeLimitReached, TokenboundError
+from ..evaluate.loss import autocast, mean_bits_per_token, model_loss
+from ..evaluate.windows import batch_at, check_context, stream_batches
 from ..models.gpt import GPTConfig, build_model, derive_seed, parameter_counts
 from . import checkpoint as ckpt
 from . import distributed as D
-from .batches import batch_at, check_context, global_batch_starts, model_loss, windows_at
 from .schedule import learning_rate
 
 VAL_STEP_BASE = 1 << 40  # validation windows use steps >= 2**40 of the batch generator: disjoint from training
@@ -36,12 +36,13 @@ def resolve_config(store: TokenStore, *, preset: str | None, config: Path | None
                    subspace: int | None, seed: int, context: str | None) -> tuple[GPTConfig, configs.TrainConfig]:
     """Model and training config from a preset or config file plus the command-line overrides."""
     if (preset is None) == (config is None):
-        raise TokenboundError("--preset / --config: give exactly one of them")
+        raise TokenboundError("give exactly one of preset and config", param="preset")
     base = configs.preset(preset) if preset is not None else configs.load_config_file(config)
     model = dict(base["model"])
     for key, value in (("vocab_size", store.vocab_size), ("eot", store.eot)):
         if key in model and model[key] != value:
-            raise TokenboundError(f"--config {config}: model {key} {model[key]!r} differs from the store's {value}")
+            raise TokenboundError(f"model {key} {model[key]!r} differs from the store's {value}",
+                                  param="config", value=config)
         model[key] = value
     model["seed"] = int(seed)
     if layers is not None:
@@ -55,7 +56,7 @@ def resolve_config(store: TokenStore, *, preset: str | None, config: Path | None
     except TokenboundError as e:
         if config is None:
             raise
-        raise TokenboundError(f"--config {config}: {e}") from None
+        raise TokenboundError(f"{e}", param="config", value=config) from None
 
 
 def device_memory_bytes(device: str) -> int | None:
@@ -83,9 +84,10 @@ def check_memory(cfg: GPTConfig, tcfg: configs.TrainConfig, device: str) -> None
     if need > total:
         gib = 2 ** 30
         raise TokenboundError(
-            f"--data: a GPT with vocabulary {cfg.vocab_size:,}, width {cfg.n_embd}, batch {tcfg.batch_size} x "
+            f"a GPT with vocabulary {cfg.vocab_size:,}, width {cfg.n_embd}, batch {tcfg.batch_size} x "
             f"block {cfg.block_size} needs at least {need / gib:,.1f} GiB (embedding + one batch of logits), more than "
-            f"the {total / gib:,.1f} GiB of {device}; use a store with a smaller vocabulary or a smaller model/batch")
+            f"the {total / gib:,.1f} GiB of {device}; use a store with a smaller vocabulary or a smaller model/batch",
+            param="data")
 
 
 def make_optimizer(model: torch.nn.Module, tcfg: configs.TrainConfig, lr: float) -> torch.optim.AdamW:
@@ -98,33 +100,16 @@ def make_optimizer(model: torch.nn.Module, tcfg: configs.TrainConfig, lr: float)
                              eps=1e-8, foreach=False)
 
 
-def _autocast(device: str):
-    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-@torch.no_grad()
 def evaluate(model: torch.nn.Module, val: TokenStore, cfg: GPTConfig, tcfg: configs.TrainConfig,
              world: D.World) -> float:
-    """Mean validation loss in nats over a fixed set of windows (the same for every call, every run with this
-    seed and every world size); the rows are split across ranks and the sums reduced."""
-    was_training = model.training
-    model.eval()
-    total = count = 0.0
-    for i in range(tcfg.eval_batches):
-        starts = global_batch_starts(val.num_tokens, cfg.block_size, tcfg.batch_size, cfg.seed, VAL_STEP_BASE + i)
-        mine = np.array_split(starts, world.size)[world.rank]  # the same windows whatever the world size
-        if mine.size == 0:
-            continue
-        x, y, seg = windows_at(val, mine, cfg.block_size, cfg.context, world.device)
-        with _autocast(world.device):
-            loss = model_loss(model, x, y, seg)
-        total += float(loss) * y.numel()
-        count += y.numel()
-    total, count = D.all_reduce_sum(world, [total, count])
-    model.train(was_training)
-    return total / count
+    """Mean validation loss in bits per token over a fixed set of windows (the same for every call, every run with
+    this seed and every world size: ``eval_batches`` steps from ``VAL_STEP_BASE`` on); the rows are split across
+    ranks and the sums reduced."""
+    batches = stream_batches(val, cfg.block_size, tcfg.eval_batches * tcfg.batch_size, tcfg.batch_size, cfg.seed,
+                             cfg.context, step_base=VAL_STEP_BASE, rank=world.rank, world_size=world.size,
+                             device=world.device)
+    return mean_bits_per_token(model, batches, scorer="logits", device=world.device,
+                               all_reduce=lambda sums: D.all_reduce_sum(world, sums)).bits_per_token
 
 
 def optimizer_step(ddp: torch.nn.Module, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -139,7 +124,7 @@ def optimizer_step(ddp: torch.nn.Module, model: torch.nn.Module, optimizer: torc
         x, y, seg = batch_at(store, cfg.block_size, tcfg.batch_size, cfg.seed, step, cfg.context,
                              world.device, part=part, num_parts=world.size * tcfg.grad_accum)
         sync = micro == tcfg.grad_accum - 1 or not world.distributed
-        with (contextlib.nullcontext() if sync else ddp.no_sync()), _autocast(world.device):
+        with (contextlib.nullcontext() if sync else ddp.no_sync()), autocast(world.device):
             loss = model_loss(ddp, x, y, seg)
             (loss / tcfg.grad_accum).backward()
         step_loss += float(loss.detach()) / tcfg.grad_accum
@@ -188,11 +173,11 @@ def _train(world: D.World, data: Path, out: Path, *, preset, config, layers, sub
     work = ckpt.work_dir_for(out)
     val = None if store.val is None else store.val.check("--data")
     if max_minutes is not None and not (math.isfinite(max_minutes) and max_minutes > 0):
-        raise TokenboundError(f"--max-minutes: must be a positive number of minutes, got {max_minutes}")
+        raise TokenboundError(f"must be a positive number of minutes, got {max_minutes}", param="max_minutes")
     base = None
     if resume:
         if init_from is not None:
-            raise TokenboundError("--init-from: a resumed run starts from what it recorded; omit --init-from")
+            raise TokenboundError("a resumed run starts from what it recorded; omit it", param="init_from")
         source = ckpt.resume_source(out) / "config.json"
         saved = configs.load_config_file(source)
         raw = read_json(source)
@@ -203,7 +188,7 @@ def _train(world: D.World, data: Path, out: Path, *, preset, config, layers, sub
                                       f"continued (start a new fine-tune from it with --init-from)")
             base = finetune.resolve_base(raw["init_from"], source.parent)
         if saved["model"].get("vocab_size") != store.vocab_size:
-            raise TokenboundError(f"--data {data}: vocabulary differs from the resumed run's")
+            raise TokenboundError("vocabulary differs from the resumed run's", param="data", value=data)
         cfg, tcfg = GPTConfig.from_dict(saved["model"]), configs.TrainConfig.from_dict(saved["train"])
     else:
         cfg, tcfg = resolve_config(store, preset=preset, config=config, layers=layers, subspace=subspace,
@@ -215,7 +200,7 @@ def _train(world: D.World, data: Path, out: Path, *, preset, config, layers, sub
         finetune.check_compatible(cfg, base_cfg, base.path)
     if steps is not None:
         if steps < 1:
-            raise TokenboundError(f"--steps: must be >= 1, got {steps}")
+            raise TokenboundError(f"must be >= 1, got {steps}", param="steps")
         tcfg.steps = int(steps)
     run_config = {"model": cfg.to_dict(), "train": tcfg.to_dict(),
                   "data": {"path": str(data), "sha256": store.sha256, "world_size": world.size,
@@ -229,7 +214,7 @@ def _train(world: D.World, data: Path, out: Path, *, preset, config, layers, sub
         del base_module
     counts = parameter_counts(model)
     if counts["coded"] == 0:
-        raise TokenboundError(f"--layers {cfg.layers}: the model has no trainable parameters")
+        raise TokenboundError("the model has no trainable parameters", param="layers", value=cfg.layers)
     if world.is_main:
         ckpt.prepare_work_dir(out, resume, force=force)
         if not resume:
@@ -292,9 +277,9 @@ def _train(world: D.World, data: Path, out: Path, *, preset, config, layers, sub
     if timed_out:
         _checkpoint(world, work, model, optimizer, state, step, elapsed0 + time.monotonic() - t0)
         raise TimeLimitReached(
-            f"--max-minutes: the {max_minutes:g}-minute limit was reached after {step} of {tcfg.steps} steps; the "
+            f"the {max_minutes:g}-minute limit was reached after {step} of {tcfg.steps} steps; the "
             f"run is checkpointed but not finalized (a time limit never decides what is trained): rerun with "
-            f"--resume to continue")
+            f"--resume to continue", param="max_minutes")
     if val is not None and (last_val is None or last_val[0] != step):
         last_val = _validate(model, val, cfg, tcfg, world, work, step, elapsed0 + time.monotonic() - t0)
     elapsed = elapsed0 + time.monotonic() - t0
@@ -326,7 +311,7 @@ def _train(world: D.World, data: Path, out: Path, *, preset, config, layers, sub
 
 
 def _validate(model, val, cfg, tcfg, world, work, step, elapsed) -> tuple[int, float]:
-    bits = evaluate(model, val, cfg, tcfg, world) / math.log(2)
+    bits = evaluate(model, val, cfg, tcfg, world)
     if world.is_main:
         ckpt.append_log(work, {"step": step, "val_bits_per_token": bits, "elapsed_s": elapsed})
     return step, bits

@@ -1,4 +1,4 @@
-"""Quantization-aware training (issue 5 item 2; seed paper's QAT): fine-tune the coded weights and the
+"""Quantization-aware training (the seed paper's QAT; docs/compression.md): fine-tune the coded weights and the
 codebooks jointly through a straight-through estimator, then freeze and quantize exactly.
 
 Each step the coded parameters are overwritten with their quantized values ``codebook[nearest(w)]`` of latent
@@ -11,7 +11,8 @@ learning-rate tuning at these small step counts, and ``optimizer=sgd`` is availa
 After the last step the codebooks are rounded to fp16 and the final symbols are the nearest fp16 levels of the
 final latent weights (``quantize.quantize_state`` with the fine-tuned codebooks): exactly what is coded.
 Batches come from the training store through ``train.batches.random_batches`` with a seed derived from the
-run's seed (recorded), so QAT is deterministic.
+run's seed (recorded), so QAT is deterministic; ``mean_loss_bits`` is the shared held-out evaluator
+(``evaluate.loss``) on fixed windows of that store.
 """
 from __future__ import annotations
 
@@ -22,8 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..coding.quantize import QuantConfig, Quantized, quantize_state
 from ..errors import TokenboundError
-from .quantize import QuantConfig, Quantized, quantize_state
+from ..evaluate.loss import mean_bits_per_token, model_loss
+from ..evaluate.windows import stream_batches
+from ..models.gpt import coded_state_dict
+from ..progress import Progress
+from ..train.batches import random_batches
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -42,15 +48,16 @@ class QATConfig:
 
     def __post_init__(self):
         if self.steps < 0:
-            raise TokenboundError(f"--method: steps must be >= 0, got {self.steps}")
+            raise TokenboundError(f"steps must be >= 0, got {self.steps}", param="method")
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise TokenboundError(f"--method: lr must be a positive number, got {self.lr}")
+            raise TokenboundError(f"lr must be a positive number, got {self.lr}", param="method")
         if self.codebook_lr is not None and not (self.codebook_lr >= 0 and math.isfinite(self.codebook_lr)):
-            raise TokenboundError(f"--method: codebook_lr must be >= 0, got {self.codebook_lr}")
+            raise TokenboundError(f"codebook_lr must be >= 0, got {self.codebook_lr}", param="method")
         if self.batch_size < 1:
-            raise TokenboundError(f"--method: batch must be >= 1, got {self.batch_size}")
+            raise TokenboundError(f"batch must be >= 1, got {self.batch_size}", param="method")
         if self.optimizer not in OPTIMIZERS:
-            raise TokenboundError(f"--method: optimizer must be one of {'|'.join(OPTIMIZERS)}, got {self.optimizer!r}")
+            raise TokenboundError(f"optimizer must be one of {'|'.join(OPTIMIZERS)}, got {self.optimizer!r}",
+                                  param="method")
 
     def to_dict(self) -> dict[str, Any]:
         return {"steps": self.steps, "lr": self.lr, "codebook_lr": self.codebook_lr, "batch_size": self.batch_size,
@@ -68,18 +75,9 @@ def mean_loss_bits(module: torch.nn.Module, store, block_size: int, context: str
                    batch_size: int, seed: int) -> float:
     """Mean next-token loss in bits per token of `module` on `num_batches` fixed random windows of `store`
     (deterministic in `seed`; the same windows for every model compared with the same arguments)."""
-    from ..train.batches import batch_at, model_loss
-
-    was_training = module.training
-    module.eval()
-    total_nats = 0.0
     device = next(module.parameters()).device
-    with torch.no_grad():
-        for step in range(num_batches):
-            x, y, seg = batch_at(store, block_size, batch_size, seed, step, context, device)
-            total_nats += float(model_loss(module, x, y, seg))
-    module.train(was_training)
-    return total_nats / max(num_batches, 1) / math.log(2)
+    batches = stream_batches(store, block_size, num_batches * batch_size, batch_size, seed, context, device=device)
+    return mean_bits_per_token(module, batches, scorer="logits").bits_per_token
 
 
 def quantization_aware_training(module: torch.nn.Module, store, block_size: int, context: str,
@@ -90,13 +88,9 @@ def quantization_aware_training(module: torch.nn.Module, store, block_size: int,
 
     On return the module's coded parameters hold the dequantized values (what the decoder will rebuild).
     """
-    from ..models.gpt import coded_state_dict
-    from ..progress import Progress
-    from ..train.batches import random_batches, model_loss
-
     params = {n: p for n, p in module.named_parameters() if p.requires_grad}
     if not params:
-        raise TokenboundError("--run: the model has no coded (trainable) parameters to quantize")
+        raise TokenboundError("the model has no coded (trainable) parameters to quantize", param="run")
     init = quantize_state(coded_state_dict(module), quant)
     device = next(iter(params.values())).device
     latent = {n: p.detach().clone().float().requires_grad_(True) for n, p in params.items()}
