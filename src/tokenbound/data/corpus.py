@@ -123,7 +123,7 @@ class TextFilesCorpus(Corpus):
     def from_path(cls, spec: str, path: Path, glob: str | None, exclude: Path | None = None) -> "TextFilesCorpus":
         if path.is_file():
             if glob is not None:
-                raise TokenboundError(f"--glob: only applies to a directory corpus, {path} is a file")
+                raise TokenboundError(f"only applies to a directory corpus, {path} is a file", param="glob")
             return cls(spec, path.parent, [path], {"spec": spec, "kind": "text_file"})
         pattern = glob or "**/*"
         keep = None
