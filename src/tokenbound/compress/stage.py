@@ -120,7 +120,7 @@ def summarize(manifest: dict[str, Any], out: Path) -> dict[str, Any]:
 def heldout_store(path: Path) -> TokenStore:
     """The store's ``val/`` split if it has one, else the store itself (taken to be held out)."""
     store = TokenStore.open(path)
-    return (store.val or store).check("--eval-data")
+    return (store.val or store).check("eval_data")
 
 
 def bits_per_token(model, store: TokenStore, num_tokens: int, seed: int = 0) -> dict[str, Any]:

@@ -458,7 +458,7 @@ def fit_store(data: str | Path, order: int, out: str | Path, smoothing: str = DE
     """`tokenbound markov`: fit on a TokenStore's whole stream, save, re-load from the bitstream, summarise."""
     from ..data.store import TokenStore
 
-    store = TokenStore.open(data).check("--data")
+    store = TokenStore.open(data).check("data")
     check_shape(store.vocab_size, store.eot, order)
     model = MarkovModel.fit(np.asarray(store.tokens), store.doc_offsets, store.vocab_size, store.eot, order,
                             smoothing)

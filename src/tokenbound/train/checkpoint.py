@@ -162,7 +162,7 @@ def prepare_work_dir(out: Path, resume: bool, force: bool = False) -> Path:
         if work.exists() and not force:
             raise TokenboundError(f"an interrupted run is in {work} (use --resume to continue it, "
                                   f"--force to start over, or delete it)", param="out", value=out)
-        ensure_parent_dir(work, "--out")
+        ensure_parent_dir(work, "out")
         if work.exists():
             shutil.rmtree(work)
         try:
