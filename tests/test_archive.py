@@ -123,7 +123,7 @@ def test_restricted_codecs_and_bad_sources(tiny_hf, tmp_path):
 
 @pytest.mark.slow
 def test_smollm2_gguf_archive_round_trip(tmp_path):
-    """Issue 5 item 6: the message length of a shipped GGUF is its archive; load evaluates its dequantized weights."""
+    """The message length of a shipped GGUF is its archive; load evaluates its dequantized weights."""
     from tokenbound.assets import smollm2_gguf
 
     torch.set_num_threads(1)

@@ -1,4 +1,4 @@
-"""Self-describing artifacts (DESIGN §1, §4): manifests, hashes and atomic writes.
+"""Self-describing artifacts (docs/design.md §1, §4): manifests, hashes and atomic writes.
 
 Every stage writes a directory (or file) with a ``manifest.json`` that says what it is (``kind``),
 its inputs by sha256, its config and the versions that produced it. Writes are atomic: a stage
@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 from .errors import TokenboundError
 
-# The `kind` field of manifest.json, one per artifact type (DESIGN §4).
+# The `kind` field of manifest.json, one per artifact type (docs/design.md §4).
 KIND_TOKENSTORE = "tokenbound.tokenstore"
 KIND_RUN = "tokenbound.run"
 KIND_COMPRESSED = "tokenbound.compressed_model"

@@ -1,4 +1,5 @@
-"""The ``archive`` method: a model's files compressed by the best general-purpose compressor (issue 5 item 4).
+"""The ``archive`` method: a model's files compressed by the best general-purpose compressor
+(docs/pretrained.md).
 
 Any loadable model artifact (a ``.gguf`` file, a Hugging Face directory, a tokenbound Run) is serialised to
 bytes (a file as is; a directory as a canonical tar: sorted names, no timestamps, owners or modes that
@@ -10,7 +11,7 @@ Message = header (canonical JSON: codec, layout, name, size, sha256 of the raw b
 compressed bytes). Both lengths get an Elias-gamma prefix so the pair is prefix-free. The decoded state
 is whatever the model loaded from the decompressed files evaluates: for a GGUF file, the dequantized
 float tensors (``state_dict`` of the transformers module), so ``tokenbound.load`` of the CompressedModel
-evaluates exactly the weights of that file (issue 5 item 6).
+evaluates exactly the weights of that file.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The CompressedModel artifact (DESIGN §4): a bitstream, its message length, and a verified decoder.
+"""The CompressedModel artifact (docs/design.md §4): a bitstream, its message length, and a verified decoder.
 
 A CompressedModel is a directory holding
 - the bitstream file(s) (e.g. ``payload.bin``), each listed with its sha256 in the manifest;
@@ -104,7 +104,7 @@ def format_method(name: str, params: dict[str, Any]) -> str:
 
 # -- message length ----------------------------------------------------------------------------------------
 def message_bits_of(breakdown: dict[str, Any]) -> float:
-    """Total prefix-free message length: payload + header + prefix + grid bits (DESIGN §3)."""
+    """Total prefix-free message length: payload + header + prefix + grid bits (docs/theory.md §3)."""
     missing = [k for k in BREAKDOWN_PARTS if k not in breakdown]
     if missing:
         raise ValueError(f"message breakdown lacks {missing}")

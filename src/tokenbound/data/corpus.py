@@ -1,4 +1,4 @@
-"""Corpus readers (DESIGN §5): stream documents from a spec without holding the corpus in memory.
+"""Corpus readers (docs/design.md §5): stream documents from a spec without holding the corpus in memory.
 
 Specs: ``stdlib`` / ``stdlib+tests`` / ``stdlib-tests`` (the interpreter's standard-library ``.py`` files without,
 with, or only its test suites), ``python`` (every installed ``.py`` file, de-duplicated: data/installed.py), a text

@@ -1,4 +1,4 @@
-"""`tokenbound prepare`: corpus + tokenizer -> TokenStore (+ held-out `val/` store) (DESIGN §4–§6).
+"""`tokenbound prepare`: corpus + tokenizer -> TokenStore (+ held-out `val/` store) (docs/design.md §4–§6).
 
 Two streaming passes over the corpus at most (three with a tokenizer corpus, whose disjointness is checked):
 1. (`bpe:N` only, data/fit.py) train the BPE on the *tokenizer split* (default; documents stored in neither

@@ -1,10 +1,10 @@
-"""TokenStore: a token stream on disk as a memmap plus a document index (DESIGN §4, §6).
+"""TokenStore: a token stream on disk as a memmap plus a document index (docs/design.md §4, §6).
 
 Layout of a store directory:
 - ``tokens.bin``      the stream x_0 … x_{m−1}, uint16 if vocab_size <= 65 535 else uint32. Every document's
                       tokens are followed by one ``eot`` id, so document j occupies
                       [doc_offsets[j], doc_offsets[j+1]) and its last token is eot (predicting the end of a
-                      document is a target like any other). A virtual eot precedes the stream (DESIGN §3).
+                      document is a target like any other). A virtual eot precedes the stream (docs/design.md §3).
 - ``doc_offsets.npy`` int64 start of each document (doc_offsets[0] == 0, strictly increasing).
 - ``tokenizer.json``  optional, the tokenizer that produced the ids (for ``decode``).
 - ``manifest.json``   kind, vocab_size, eot, dtype, num_tokens, num_documents, num_bytes (UTF-8 bytes of the

@@ -1,4 +1,4 @@
-"""`tokenbound verify CERT`: re-check every number and hash of a certificate (DESIGN §1).
+"""`tokenbound verify CERT`: re-check every number and hash of a certificate (docs/design.md §1).
 
 Checks, each reported as one line when it fails:
 1. the statistics files exist and their sha256 matches the certificate;

@@ -1,4 +1,4 @@
-"""`tokenbound.load(path)`: any model artifact -> LanguageModel (DESIGN §6).
+"""`tokenbound.load(path)`: any model artifact -> LanguageModel (docs/design.md §6).
 
 Dispatch is by what the path is, never by guessing from names: a ``.gguf`` file; a directory whose
 manifest.json says it is a Run, a CompressedModel or a Markov model; or a Hugging Face model directory

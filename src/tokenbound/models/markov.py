@@ -1,6 +1,6 @@
 """k-th order Markov-chain (n-gram) language model with a real prefix-free code for its parameters.
 
-Context rule ``doc:k`` (DESIGN §3). The context of position i is ext[max(i − k, j) : i] where j is the
+Context rule ``doc:k`` (docs/design.md §3). The context of position i is ext[max(i − k, j) : i] where j is the
 extended index of the last eot strictly before i (ext[−1] is the virtual eot): the last k tokens of the
 document prefix, the eot that opens the document included. A context shorter than k tokens (the start
 of a document) is LEFT-PADDED with the reserved value PAD = V, which no token has. A context is stored as

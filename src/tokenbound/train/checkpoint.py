@@ -1,4 +1,4 @@
-"""Run directories and checkpoints (DESIGN §4): safetensors for tensors, JSON for everything else.
+"""Run directories and checkpoints (docs/design.md §4): safetensors for tensors, JSON for everything else.
 
 A run is built in a work directory ``RUN.partial`` next to ``RUN`` and renamed to ``RUN`` only when training
 ends, so ``RUN`` is never half-written; an interrupted run leaves ``RUN.partial`` (with its last checkpoint)

@@ -2,7 +2,7 @@
 
 Each source draws a stream x_0 … x_{m−1} together with P_true(· | x_<i) for every position, so the true
 risk R(h) = (1/m) Σ_i Σ_v P_true(v | x_<i)·(−log2 p_h(v | c_i)) of any fitted model can be computed
-exactly (DESIGN §3 "Target"). Sampling and the exact conditional come from one loop: x_i is drawn from
+exactly (docs/theory.md §1, the target R(h)). Sampling and the exact conditional come from one loop: x_i is drawn from
 P_true(· | x_<i) itself (marginalising any hidden state), which is the same process as running the
 generative model forward.
 
