@@ -93,8 +93,8 @@ def message_length(model_path: Path, kind: str, device: str = "cpu", measure: st
                              True, {}, artifact_sha256(model_path), {"order": man.get("order"),
                                                                      "breakdown": breakdown, "measure": "markov"})
     # An uncompressed model: charge its best lossless archive (verified by decompression), measured from its files.
-    from ..coding.archive import compress_archive
     from ..coding.compressed import measured_message_bits
+    from ..compress.archive import compress_archive
 
     with tempfile.TemporaryDirectory() as tmp:
         man = compress_archive(model_path, Path(tmp) / "archive", device=device)

@@ -188,8 +188,8 @@ def _check_model(model: dict[str, Any], inputs: dict[str, Any], device: str,
         return [f"model: {path} is missing"]
     out = []
     if model.get("type") == KIND_COMPRESSED:
-        from ..coding.compressed import decode_state
         from ..coding.hashing import state_sha256
+        from ..models.decoders import decode_state
 
         try:
             lm, state, _ = decode_state(path, device=device)
