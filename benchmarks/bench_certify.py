@@ -1,6 +1,6 @@
 """Cost and tightness of certificates: the seed paper's scheme versus block sampling + variance-adaptive bound.
 
-Measured in one run, same model and data (issue 7):
+Measured in one run, same model and data (docs/theory.md §6 for the variance-adaptive bound):
 1. Forward passes (and wall time) needed to bring the subsampling term to <= 0.1 bit at δ = 0.05:
    - paper: token sampler (one forward pass per sampled token, context doc:B), Hoeffding, n from the closed form
      Δ² ln(1/δ2)/(2·0.1²) at Azuma's α. Two δ2: divided by the 8 α values (α chosen on the sample, as a

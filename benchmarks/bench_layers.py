@@ -9,7 +9,7 @@ model of width n spends in its linear layers. One step is forward, sum, backward
 gradients). The layers are timed in an interleaved round-robin (so machine-load drifts hit all of
 them alike); the table shows the median dense step time and, for each kind, the median over rounds of
 `dense time / structured time` within the round (> 1 means the structured layer is faster).
-Goal (issue 4): monarch:4 at width 1024 >= 2x on CPU. For a square layer 4 blocks do exactly half of dense's
+Goal (docs/layers.md): monarch:4 at width 1024 >= 2x on CPU. For a square layer 4 blocks do exactly half of dense's
 flops (2x is the ceiling); in a GPT block the rectangular MLP and attention layers make it a third (3x). On a shared, loaded CPU use `--threads 1`: multi-threaded
 GEMMs stall on descheduled threads and the numbers then measure the scheduler, not the layers.
 """

@@ -12,12 +12,13 @@ import torch
 import tokenbound
 from tokenbound.artifacts import sha256_bytes
 from tokenbound.coding import archive
-from tokenbound.coding.compressed import load_compressed
 from tokenbound.coding.hashing import state_sha256
+from tokenbound.compress.archive import compress_archive
 from tokenbound.errors import TokenboundError
+from tokenbound.models.decoders import load_compressed, model_state
 
 # Decode in a fresh interpreter and print the decoded state's hash (what `tokenbound.load` would evaluate).
-FRESH_DECODE = ("import sys; from tokenbound.coding.compressed import decode_state; "
+FRESH_DECODE = ("import sys; from tokenbound.models.decoders import decode_state; "
                 "from tokenbound.coding.hashing import state_sha256; "
                 "[print('SHA', state_sha256(decode_state(p)[1])) for p in sys.argv[1:]]")
 
@@ -49,7 +50,7 @@ def tiny_hf(tmp_path_factory):
 @pytest.fixture(scope="module")
 def archived(tiny_hf, tmp_path_factory):
     out = tmp_path_factory.mktemp("arch") / "c"
-    return out, archive.compress_archive(tiny_hf, out)
+    return out, compress_archive(tiny_hf, out)
 
 
 def test_keeps_the_smallest_codec_and_counts_every_bit(archived):
@@ -70,7 +71,7 @@ def test_keeps_the_smallest_codec_and_counts_every_bit(archived):
 
 def test_round_trip_in_a_fresh_process(archived, tiny_hf):
     out, man = archived
-    original = state_sha256(archive.model_state(tokenbound.load(tiny_hf)))
+    original = state_sha256(model_state(tokenbound.load(tiny_hf)))
     assert man["decoded_sha256"] == original
     assert fresh_process_sha(out) == original
     model = tokenbound.load(out)
@@ -108,32 +109,32 @@ def test_corrupted_payload_is_a_clean_error(archived, tmp_path):
 
 
 def test_restricted_codecs_and_bad_sources(tiny_hf, tmp_path):
-    man = archive.compress_archive(tiny_hf, tmp_path / "gz", codecs=("gzip",))
+    man = compress_archive(tiny_hf, tmp_path / "gz", codecs=("gzip",))
     assert man["codec"] == "gzip" and man["message_breakdown"]["grid_bits"] == 0.0
     assert man["method"] == "archive:codecs=gzip"
     with pytest.raises(TokenboundError) as e:
-        archive.compress_archive(tiny_hf, tmp_path / "x", codecs=("rar",))
+        compress_archive(tiny_hf, tmp_path / "x", codecs=("rar",))
     assert e.value.cli_message().startswith("--method archive")
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(TokenboundError, match="notes.txt"):
-        archive.compress_archive(tmp_path / "notes.txt", tmp_path / "y")
+        compress_archive(tmp_path / "notes.txt", tmp_path / "y")
     with pytest.raises(TokenboundError, match="already exists"):
-        archive.compress_archive(tiny_hf, tmp_path / "gz")
+        compress_archive(tiny_hf, tmp_path / "gz")
 
 
 @pytest.mark.slow
 def test_smollm2_gguf_archive_round_trip(tmp_path):
-    """Issue 5 item 6: the message length of a shipped GGUF is its archive; load evaluates its dequantized weights."""
+    """The message length of a shipped GGUF is its archive; load evaluates its dequantized weights."""
     from tokenbound.assets import smollm2_gguf
 
     torch.set_num_threads(1)
     gguf = smollm2_gguf()
     # zstd and gzip only: xz/brotli at their strongest settings take ~10 CPU-minutes on 98 MB (the full codec
     # race is tested on small inputs above); the grid bits follow the number of codecs tried.
-    man = archive.compress_archive(gguf, tmp_path / "c", codecs=("zstd", "gzip"))
+    man = compress_archive(gguf, tmp_path / "c", codecs=("zstd", "gzip"))
     assert man["message_breakdown"]["grid_bits"] == 1.0
     assert man["source"]["type"] == "gguf" and man["raw_bytes"] == gguf.stat().st_size
     assert man["message_bits"] < 8 * gguf.stat().st_size + 1000
-    direct = state_sha256(archive.model_state(tokenbound.load(gguf)))
+    direct = state_sha256(model_state(tokenbound.load(gguf)))
     assert man["decoded_sha256"] == direct
     assert fresh_process_sha(tmp_path / "c") == direct

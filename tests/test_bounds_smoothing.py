@@ -1,4 +1,4 @@
-"""Prediction smoothing: loss range and smoothed losses in bits (DESIGN §3)."""
+"""Prediction smoothing: loss range and smoothed losses in bits (docs/theory.md §2)."""
 import math
 
 import numpy as np

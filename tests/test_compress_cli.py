@@ -92,7 +92,7 @@ def _manifest(path: Path) -> dict:
 def _fresh_process_hashes(dirs: list[Path]) -> dict[str, str]:
     """state_sha256 of each CompressedModel as decoded by a new Python process (nothing shared in memory)."""
     script = ("import sys, json\n"
-              "from tokenbound.coding.compressed import decode_state\n"
+              "from tokenbound.models.decoders import decode_state\n"
               "from tokenbound.coding.hashing import state_sha256\n"
               "print(json.dumps({p: state_sha256(decode_state(p)[1]) for p in sys.argv[1:]}))\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

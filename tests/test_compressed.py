@@ -10,11 +10,11 @@ import torch
 import tokenbound
 from tokenbound.artifacts import KIND_COMPRESSED
 from tokenbound.coding import compressed
-from tokenbound.coding.compressed import (DECODERS, decode_state, load_compressed, parse_method, read_verified,
-                                          write_compressed)
+from tokenbound.coding.compressed import DECODER_NAMES, parse_method, read_verified, write_compressed
 from tokenbound.coding.hashing import state_sha256
 from tokenbound.errors import TokenboundError
 from tokenbound.models.base import LanguageModel
+from tokenbound.models.decoders import DECODERS, decode_state, load_compressed
 
 
 class _Unigram(LanguageModel):
@@ -38,8 +38,14 @@ def _fake_decoder(path, manifest, device):
 
 @pytest.fixture
 def fake_decoder(monkeypatch):
-    monkeypatch.setitem(DECODERS, "fake", f"{__name__}:_fake_decoder")
+    monkeypatch.setattr(compressed, "DECODER_NAMES", DECODER_NAMES + ("fake",))
+    monkeypatch.setitem(DECODERS, "fake", _fake_decoder)
     return "fake"
+
+
+def test_every_format_has_its_decoder():
+    """coding/ lists the formats it writes; models/decoders.py decodes exactly those."""
+    assert set(DECODERS) == set(DECODER_NAMES)
 
 
 def _write(out, decoder, logits=np.arange(5, dtype="<f4"), **kw):
@@ -130,3 +136,20 @@ def test_unknown_decoder_in_manifest(tmp_path, fake_decoder):
     (tmp_path / "c" / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(TokenboundError, match="unknown decoder"):
         load_compressed(tmp_path / "c")
+
+
+def test_codecs_import_no_model_code():
+    """coding/ holds only codecs and byte formats: importing every module of it loads nothing that builds or
+    trains a model (the decoders import coding/, never the other way round)."""
+    import pkgutil
+    import subprocess
+    import sys
+
+    import tokenbound.coding
+
+    names = [f"tokenbound.coding.{m.name}" for m in pkgutil.iter_modules(tokenbound.coding.__path__)]
+    code = (f"import importlib, sys; [importlib.import_module(n) for n in {names!r}]; "
+            "print(sorted(m for m in sys.modules if m.split('.')[:2] in "
+            "(['tokenbound', 'models'], ['tokenbound', 'compress'], ['tokenbound', 'evaluate'], ['tokenbound', 'train'])))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert len(names) >= 8 and out.strip() == "[]"

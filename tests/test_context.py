@@ -1,4 +1,4 @@
-"""Context rules against an independent brute-force reading of DESIGN §3."""
+"""Context rules against an independent brute-force reading of docs/design.md §3 (the context rules)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st

@@ -134,8 +134,9 @@ def test_bad_roots(tmp_path):
     with pytest.raises(ValueError, match="distinct ids"):
         PythonCorpus("python", [SourceRoot("a", tmp_path), SourceRoot("a", tmp_path)])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(TokenboundError, match="--corpus python: no files match"):
+    with pytest.raises(TokenboundError, match="^corpus python: no files match") as e:  # the parameter's name
         PythonCorpus("python", [SourceRoot("site-packages", tmp_path / "empty")])
+    assert e.value.cli_message().startswith("--corpus python: no files match")  # and the CLI's flag
 
 
 def test_fast_walk_lists_what_path_glob_lists(tmp_path):

@@ -45,8 +45,9 @@ def test_demo_rejects_a_bad_budget(tmp_path):
     from tokenbound.errors import TokenboundError
 
     for bad in (0, -1, float("nan"), float("inf")):
-        with pytest.raises(TokenboundError, match="--minutes"):
+        with pytest.raises(TokenboundError, match="^minutes: ") as e:  # the parameter; the CLI names the flag
             demo(tmp_path / "d", minutes=bad)
+        assert e.value.cli_message().startswith("--minutes: ")
     assert not (tmp_path / "d").exists()
 
 
@@ -56,7 +57,7 @@ def test_demo_time_limit_aborts_and_resumes_to_the_same_certificate(tiny_corpus,
 
     out = tmp_path / "demo"
     cfg = tiny_config(tiny_corpus)
-    with pytest.raises(TimeLimitReached, match="--minutes.*rerun the demo"):
+    with pytest.raises(TimeLimitReached, match="^minutes: .*rerun the demo"):
         demo(out, minutes=1e-6, cfg=cfg, progress=False)
     assert cfg == tiny_config(tiny_corpus) and cfg.train_minutes is None  # the limit never edits the caller's config
     assert not (out / "run").exists() and not (out / "certificates").exists()

@@ -78,14 +78,15 @@ def test_lock_is_released_on_error(made, tmp_path, capsys):
 
 def test_exclusive_lock_in_one_process(tmp_path):
     lock = tmp_path / "x.lock"
-    with exclusive_lock(lock, "--out x"):
+    with exclusive_lock(lock, "x", "out"):
         assert lock.read_text().strip() == str(os.getpid())
-        with pytest.raises(TokenboundError, match=rf"--out x: another process \(pid {os.getpid()}\)"):
-            with exclusive_lock(lock, "--out x"):
+        with pytest.raises(TokenboundError, match=rf"^out x: another process \(pid {os.getpid()}\)") as e:
+            with exclusive_lock(lock, "x", "out"):
                 pass
+        assert e.value.cli_message().startswith("--out x: another process")  # the CLI names the flag
         assert lock.exists()   # the refused attempt leaves the holder's lock alone
     assert not lock.exists()
     with pytest.raises(RuntimeError):
-        with exclusive_lock(lock, "--out x"):
+        with exclusive_lock(lock, "x", "out"):
             raise RuntimeError("boom")
     assert not lock.exists()

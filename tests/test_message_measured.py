@@ -13,6 +13,7 @@ from tokenbound.bounds.prefix import choice_bits, elias_gamma_bits
 from tokenbound.cli import main
 from tokenbound.coding import archive
 from tokenbound.coding.compressed import measured_message_bits, read_compressed_manifest
+from tokenbound.compress.archive import compress_archive
 from tokenbound.compress.ptq import compress_pretrained
 from tokenbound.errors import TokenboundError
 from tokenbound.evaluate.bound import bound, load_stats, message_length
@@ -147,7 +148,7 @@ def tiny_hf(tmp_path_factory):
 
 
 def test_archive_and_ptq_are_measured_from_their_files(tiny_hf, tmp_path):
-    man = archive.compress_archive(tiny_hf, tmp_path / "a", codecs=("gzip", "zstd"))
+    man = compress_archive(tiny_hf, tmp_path / "a", codecs=("gzip", "zstd"))
     bits, bd = measured_message_bits(tmp_path / "a")
     hb, pb = (8 * (tmp_path / "a" / f).stat().st_size for f in ("header.json", "payload.bin"))
     assert bits == man["message_bits"] and (bd["header_bits"], bd["payload_bits"]) == (hb, pb)

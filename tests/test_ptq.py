@@ -11,9 +11,9 @@ from scipy.linalg import hadamard as scipy_hadamard
 import tokenbound
 from tokenbound.artifacts import sha256_bytes
 from tokenbound.coding import gptq, hadamard
-from tokenbound.coding.compressed import decode_state, load_compressed
 from tokenbound.coding.ptq import ptq_params
 from tokenbound.compress.ptq import compress_pretrained
+from tokenbound.models.decoders import decode_state, load_compressed
 from tokenbound.data.store import write_store
 from tokenbound.errors import TokenboundError
 from test_archive import fresh_process_shas

@@ -88,8 +88,9 @@ def test_info_on_an_id_outside_the_vocabulary_is_one_line(world, capsys):
 def test_check_api(world, tmp_path):
     assert TokenStore.open(world / "good", check=True).num_tokens > 0
     assert set(TokenStore.open(world / "good").manifest["files_sha256"]) == {"tokens.bin", "doc_offsets.npy"}
-    with pytest.raises(TokenboundError, match="--eval-data .*tokens.bin: sha256"):
-        TokenStore.open(world / "flipped", check=True, flag="--eval-data")
+    with pytest.raises(TokenboundError, match="^eval_data .*tokens.bin: sha256") as e:  # the caller's parameter
+        TokenStore.open(world / "flipped", check=True, param="eval_data")
+    assert e.value.cli_message().startswith(f"--eval-data {world / 'flipped' / 'tokens.bin'}: sha256")  # its flag
     with pytest.raises(TokenboundError, match="vocabulary has 16 ids but the model's has 20"):
         TokenStore.open(world / "good").check(vocab_size=20)
     # an index that does not start at 0, in a store whose hashes agree

@@ -144,7 +144,7 @@ def test_text_studies_need_a_store_with_a_tokenizer(tmp_path):
     assert set(STUDIES) <= set(EXPERIMENTS)
     store = synthetic_store(tmp_path / "ids", seed=0)
     for name in STUDIES:
-        with pytest.raises(TokenboundError, match="--data .*tokenizer"):
+        with pytest.raises(TokenboundError, match="^data .*tokenizer"):
             run_experiment(name, tmp_path / name, scale="tiny", data=store, progress=False)
 
 

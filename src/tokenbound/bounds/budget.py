@@ -115,7 +115,7 @@ def message_prior_items(message_bits: float, prefix_free: bool) -> dict[str, flo
     """{"message": L[, "message_prefix": Elias-gamma bits]}: the message's share of the prior, prefix-free.
 
     A length that is not prefix-free is first rounded up to whole bits (a decoder reads whole bits),
-    then preceded by the Elias-gamma code of that length: 2⌊log2 L⌋ + 1 bits (DESIGN §3).
+    then preceded by the Elias-gamma code of that length: 2⌊log2 L⌋ + 1 bits (docs/theory.md §3).
     """
     if prefix_free:
         return {"message": message_bits}

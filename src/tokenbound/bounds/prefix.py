@@ -1,4 +1,4 @@
-"""Prefix-free code lengths and the bits paid for data-dependent choices (DESIGN §3).
+"""Prefix-free code lengths and the bits paid for data-dependent choices (docs/theory.md §3).
 
 Kraft: a prefix-free code with lengths L(h) defines a prior P(h) = 2^−L(h) with Σ P(h) <= 1.
 """

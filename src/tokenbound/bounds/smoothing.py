@@ -1,4 +1,4 @@
-"""Prediction smoothing: bounded log-loss in bits (DESIGN §3; Lotfi et al. 2024, §3).
+"""Prediction smoothing: bounded log-loss in bits (docs/theory.md §2; Lotfi et al. 2024, §3).
 
 p_h(v | c) = (1 − α)·p_θ(v | c) + α/V, so the smoothed loss ℓ = −log2 p_h(x | c) obeys
 L_min(α, V) <= ℓ <= L_max(α, V) with
@@ -38,7 +38,7 @@ def check_vocab_size(vocab_size: int, param: str = "vocab_size") -> int:
 
 
 def loss_range_bits(alpha: float | np.ndarray, vocab_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(L_min, L_max, Δ) in bits of the α-smoothed log-loss over a vocabulary of V tokens (DESIGN §3).
+    """(L_min, L_max, Δ) in bits of the α-smoothed log-loss over a vocabulary of V tokens (docs/theory.md §2).
 
     Works elementwise on an array of α. Δ is computed as log2(1 + (1−α)V/α) directly (not as a
     difference) so that it stays accurate for α close to 1, where Δ → 0 (α = 1 gives Δ = 0: the

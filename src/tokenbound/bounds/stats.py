@@ -1,4 +1,4 @@
-"""TokenStats: the per-sampled-position statistics that all bound arithmetic runs on (DESIGN §4).
+"""TokenStats: the per-sampled-position statistics that all bound arithmetic runs on (docs/design.md §4).
 
 The expensive step (scoring a model) produces these small arrays; certificates are computed from
 them alone, so `verify` can recompute every number in milliseconds.

@@ -11,7 +11,7 @@ in advance gives, with probability >= 1 − δ1, for all h and every λ in the g
     R(h) <= R̂(h) + Δ·(L(h)·ln 2 + ln(K_λ/δ1))/(λ m) + (Δ/(λ m))·Σ_i φ_λ(y_i).
 
 Fan, Grama & Liu (2012, 2015): φ_λ(y) <= ψ(λ)·y² with ψ(λ) = −ln(1 − λ) − λ for y >= −1, so the last term is
-at most ψ(λ)·Σ_i (ℓ_i − ĉ_i)²/(λ m Δ), the Freedman form proposed in issue 7; the exact penalty is never looser
+at most ψ(λ)·Σ_i (ℓ_i − ĉ_i)²/(λ m Δ), the Freedman form (docs/theory.md §6); the exact penalty is never looser
 and, because φ_λ(y) < λ²y²/2 for y > 0, is 20–30 % smaller on real language-model losses.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The `tokenbound` command: one subcommand per verb (DESIGN §6).
+"""The `tokenbound` command: one subcommand per verb (docs/design.md §6).
 
 Each verb lives in ``tokenbound/cli/<verb>.py`` and defines:
 - ``HELP``: one line for the verb list;
@@ -17,7 +17,7 @@ import sys
 from .. import __version__
 from ..errors import TokenboundError
 
-# verb -> module; order is the order shown in --help (the pipeline order, DESIGN §1)
+# verb -> module; order is the order shown in --help (the pipeline order, docs/design.md §1)
 VERBS = ["prepare", "info", "train", "markov", "compress", "bound", "verify", "validate", "report", "demo",
          "experiment"]
 

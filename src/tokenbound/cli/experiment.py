@@ -37,7 +37,7 @@ def run(args) -> int:
 
     if args.out.exists() and not args.out.is_dir():
         raise TokenboundError(f"--out {args.out}: is a file, not a directory")
-    ensure_parent_dir(args.out, "--out")  # a file in the way or no write access: one line naming --out
+    ensure_parent_dir(args.out, "out")  # a file in the way or no write access: one line naming --out
     results = run_experiment(args.name, args.out, scale=args.scale, seed=args.seed, data=args.data,
                              device=args.device, extra_bits=parse_extra_bits(args.extra_bits))
     print((Path(args.out) / "table.md").read_text())

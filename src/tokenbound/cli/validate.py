@@ -32,17 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="top-k error bounds to check against the exact top-k risk (default 1,3; 'none' = skip)")
     p.add_argument("--workers", type=int, default=1, metavar="W", help="worker processes (results do not depend on it)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON instead of tables")
+    p.set_defaults(_flags={"methods": "--method"})  # validate()'s name for it
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import TokenboundError
     from ..validate import validate
-
-    for flag, value, least in (("--trials", args.trials, 1), ("--tokens", args.tokens, 2),
-                               ("--samples", args.samples, 0), ("--order", args.order, 0),
-                               ("--workers", args.workers, 1)):
-        if value < least:
-            raise TokenboundError(f"{flag}: must be >= {least}, got {value}")
 
     result = validate(args.source, trials=args.trials, tokens=args.tokens, samples=args.samples, order=args.order,
                       smoothing=args.smoothing, methods=args.method.split(","), delta=args.delta, seed=args.seed,

@@ -1,4 +1,6 @@
-"""The ``archive`` method: a model's files compressed by the best general-purpose compressor (issue 5 item 4).
+"""The ``archive`` format: a model's files compressed by the best general-purpose compressor (docs/pretrained.md).
+The compress stage's ``compress.archive.compress_archive`` chooses the codec and writes the CompressedModel;
+this module holds the codecs, the byte layout and its measured message length.
 
 Any loadable model artifact (a ``.gguf`` file, a Hugging Face directory, a tokenbound Run) is serialised to
 bytes (a file as is; a directory as a canonical tar: sorted names, no timestamps, owners or modes that
@@ -10,7 +12,7 @@ Message = header (canonical JSON: codec, layout, name, size, sha256 of the raw b
 compressed bytes). Both lengths get an Elias-gamma prefix so the pair is prefix-free. The decoded state
 is whatever the model loaded from the decompressed files evaluates: for a GGUF file, the dequantized
 float tensors (``state_dict`` of the transformers module), so ``tokenbound.load`` of the CompressedModel
-evaluates exactly the weights of that file (issue 5 item 6).
+evaluates exactly the weights of that file.
 """
 from __future__ import annotations
 
@@ -19,22 +21,17 @@ import io
 import lzma
 import os
 import tarfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from ..artifacts import MANIFEST, dumps_canonical, sha256_bytes
+from ..artifacts import MANIFEST, sha256_bytes
 from ..bounds.prefix import choice_bits, elias_gamma_bits
 from ..errors import TokenboundError
-from .compressed import format_method, read_verified, resolve, write_compressed
+from .compressed import read_verified
 
 ARCHIVE_FORMAT = "tokenbound.archive/1"
 HEADER_FILE = "header.json"
 PAYLOAD_FILE = "payload.bin"
-# What the encoder needs of a model artifact (which kind it is; the weights a model loaded from the
-# decompressed bytes evaluates) lives with the models and is found by name, like compressed.DECODERS.
-SOURCE_OF = "tokenbound.models.decoders:archive_source"
-LOAD_ARCHIVED = "tokenbound.models.decoders:load_archived"
 
 
 def _zstd_compress(data: bytes) -> bytes:
@@ -105,77 +102,10 @@ def materialize(header: dict[str, Any], raw: bytes, dest: Path) -> Path:
     return target
 
 
-def model_state(model: Any) -> dict[str, Any]:
-    """The tensors a LanguageModel evaluates: the state_dict of its torch module."""
-    module = getattr(model, "module", None)
-    if module is not None and hasattr(module, "state_dict"):
-        return module.state_dict()
-    if hasattr(model, "state_dict"):
-        return model.state_dict()
-    raise TokenboundError(f"{type(model).__name__}: cannot read the weights it evaluates")
-
-
-def _num_params(model: Any) -> int:
-    module = getattr(model, "module", model)
-    return int(sum(p.numel() for p in module.parameters())) if hasattr(module, "parameters") else 0
-
-
-# -- encoder -------------------------------------------------------------------------------------------------
-def compress_archive(src: Path, out: Path, force: bool = False, codecs: tuple[str, ...] | None = None,
-                     device: str = "cpu") -> dict[str, Any]:
-    """Write `src` compressed by the smallest of `codecs` (default: all of CODECS) as a CompressedModel.
-
-    Returns the manifest. message_bits = 8·|header| + 8·|payload| + Elias-gamma prefixes of both lengths +
-    log2(#codecs) grid bits (the codec is chosen after seeing the bytes). The chosen output is decompressed
-    and compared with the source bytes, and the model is loaded from those decompressed bytes to record
-    ``decoded_sha256``.
-    """
-    from ..progress import track
-    from .hashing import state_sha256
-
-    archive_source, load_archived = resolve(SOURCE_OF), resolve(LOAD_ARCHIVED)
-    src, out = Path(src), Path(out)
-    codecs = tuple(codecs) if codecs else tuple(CODECS)
-    unknown = [c for c in codecs if c not in CODECS]
-    if unknown or len(set(codecs)) != len(codecs):
-        raise TokenboundError(f"codecs must be distinct names from {list(CODECS)}, got {codecs}", param="method",
-                              value="archive")
-    if out.exists() and not force:
-        raise TokenboundError("already exists (use --force to overwrite)", param="out", value=out)
-    source, layout = archive_source(src)
-    raw = src.read_bytes() if layout == "file" else canonical_tar(src)
-    # The compressors release the GIL, so threads run them side by side where cores are free.
-    with ThreadPoolExecutor(max_workers=max(1, min(len(codecs), os.cpu_count() or 1))) as pool:
-        futures = {codec: pool.submit(CODECS[codec][0], raw) for codec in codecs}
-        blobs = {codec: fut.result() for codec, fut in
-                 track(futures.items(), f"archive {src.name}", "codecs", total=len(futures))}
-    sizes = {codec: len(blob) for codec, blob in blobs.items()}
-    codec = min(codecs, key=lambda c: (sizes[c], codecs.index(c)))  # ties keep the earlier codec of the grid
-    blob = blobs[codec]
-    del blobs
-    if CODECS[codec][1](blob) != raw:
-        raise TokenboundError(f"{src}: {codec} round trip did not reproduce the input (compressor bug)")
-    header = {"format": ARCHIVE_FORMAT, "codec": codec, "layout": layout, "name": src.name,
-              "size": len(raw), "sha256": sha256_bytes(raw)}
-    header_bytes = dumps_canonical(header).encode()
-    model, state = load_archived(header, CODECS[codec][1](blob), device)
-    header_bits, payload_bits = 8 * len(header_bytes), 8 * len(blob)
-    breakdown = {"payload_bits": payload_bits, "header_bits": header_bits,
-                 "prefix_bits": elias_gamma_bits(header_bits) + elias_gamma_bits(payload_bits),
-                 "grid_bits": choice_bits(len(codecs)), "tensors": {src.name: payload_bits}}
-    n_params = _num_params(model)
-    method = format_method("archive", {"codecs": "+".join(codecs)} if codecs != tuple(CODECS) else {})
-    return write_compressed(out, method=method, decoder="archive", source=source,
-                            files={HEADER_FILE: header_bytes, PAYLOAD_FILE: blob}, breakdown=breakdown,
-                            decoded_sha256=state_sha256(state), force=force, codec=codec, codecs=list(codecs),
-                            candidate_bytes=sizes, raw_bytes=len(raw), num_coded_params=n_params,
-                            model=model.describe() if hasattr(model, "describe") else {})
-
-
 # -- decoder -------------------------------------------------------------------------------------------------
 def read_archive(path: Path, manifest: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
     """(header, the source's bytes) of an archive CompressedModel: both files verified, the payload decompressed
-    and checked against the header's size and sha256 (``models.decoders.decode_archive`` loads the result)."""
+    and checked against the header's size and sha256 (the archive decoder loads the result)."""
     import json
 
     path = Path(path)
@@ -241,5 +171,5 @@ def file_message_bits(path: Path) -> tuple[float, dict[str, Any]]:
                  "grid_bits": 0.0}
     return float(bits + breakdown["prefix_bits"]), breakdown
 
-__all__ = ["CODECS", "canonical_tar", "compress_archive", "file_message_bits", "materialize", "measured_message_bits",
-           "model_state", "read_archive"]
+__all__ = ["ARCHIVE_FORMAT", "CODECS", "HEADER_FILE", "PAYLOAD_FILE", "canonical_tar", "file_message_bits",
+           "materialize", "measured_message_bits", "read_archive"]

@@ -1,9 +1,9 @@
-"""The CompressedModel artifact (DESIGN §4): a bitstream, its message length, and a verified decoder.
+"""The CompressedModel artifact (docs/design.md §4): a bitstream, its message length, and a verified decoder.
 
 A CompressedModel is a directory holding
 - the bitstream file(s) (e.g. ``payload.bin``), each listed with its sha256 in the manifest;
 - ``manifest.json`` with ``kind`` = ``artifacts.KIND_COMPRESSED``, ``method`` (the spec string),
-  ``decoder`` (a key of ``DECODERS``), ``source`` ({"type", "path", "sha256"}), ``message_bits`` (total,
+  ``decoder`` (one of ``DECODER_NAMES``), ``source`` ({"type", "path", "sha256"}), ``message_bits`` (total,
   prefix-free: what the bound uses), ``message_breakdown`` ({"payload_bits", "header_bits", "prefix_bits",
   "grid_bits", "tensors": {name: bits}}), ``decoded_sha256`` (``coding.hashing.state_sha256`` of the decoded
   tensors that are evaluated), ``files`` ({name: sha256}), ``extra_bits`` ({reason: bits}) and
@@ -12,8 +12,8 @@ A CompressedModel is a directory holding
 Invariants:
 - ``message_bits == payload_bits + header_bits + prefix_bits + grid_bits`` (checked when written and read).
   ``extra_bits`` are choices a certificate must also pay for; they are listed, not folded into message_bits.
-- The model that ``load_compressed`` returns was rebuilt *only* from the listed files (every one verified by
-  sha256 first), and the state it evaluates hashes to ``decoded_sha256``; otherwise a TokenboundError.
+- A decoder rebuilds the model *only* from the listed files (every one verified by sha256 first, here), and
+  the state it evaluates must hash to ``decoded_sha256`` (checked by the decoding entry point).
 """
 from __future__ import annotations
 
@@ -27,15 +27,10 @@ from ..artifacts import (KIND_COMPRESSED, MANIFEST, atomic_output_dir, file_insi
                          read_manifest, sha256_bytes, sha256_file, write_bytes, write_json)
 from ..errors import TokenboundError
 
-# decoder key -> "module:function" with signature (path: Path, manifest: dict, device: str)
-#   -> tuple[LanguageModel, dict[str, Tensor]]  (the model to evaluate and the decoded state it evaluates).
-# A decoder builds a model, so it lives above the codecs (models/decoders.py) and is found by name, as
-# models.loading finds its loaders: nothing in coding/ imports models/.
-DECODERS = {
-    "quant": "tokenbound.models.decoders:decode_quant",
-    "ptq": "tokenbound.models.decoders:decode_ptq",
-    "archive": "tokenbound.models.decoders:decode_archive",
-}
+# The formats a CompressedModel may name as its ``decoder``. Each format's codec and measurer live in coding/;
+# the decoder that rebuilds a network from the codec's output sits above coding/ and imports it, never the
+# other way round (docs/design.md §2).
+DECODER_NAMES = ("quant", "ptq", "archive")
 # decoder key -> "module:function" with signature (path: Path, manifest: dict) -> (message bits, breakdown),
 #   measured from that format's bitstream files alone (see ``measured_message_bits``)
 MEASURERS = {
@@ -104,7 +99,7 @@ def format_method(name: str, params: dict[str, Any]) -> str:
 
 # -- message length ----------------------------------------------------------------------------------------
 def message_bits_of(breakdown: dict[str, Any]) -> float:
-    """Total prefix-free message length: payload + header + prefix + grid bits (DESIGN §3)."""
+    """Total prefix-free message length: payload + header + prefix + grid bits (docs/theory.md §3)."""
     missing = [k for k in BREAKDOWN_PARTS if k not in breakdown]
     if missing:
         raise ValueError(f"message breakdown lacks {missing}")
@@ -137,8 +132,8 @@ def write_compressed(out: Path, *, method: str, decoder: str, source: dict[str, 
     ({reason: bits}), ``num_coded_params`` (then ``bits_per_coded_param`` = message_bits / num_coded_params
     unless given) and anything else useful; all of it goes into the manifest.
     """
-    if decoder not in DECODERS:
-        raise ValueError(f"decoder {decoder!r} is not one of {sorted(DECODERS)}")
+    if decoder not in DECODER_NAMES:
+        raise ValueError(f"decoder {decoder!r} is not one of {sorted(DECODER_NAMES)}")
     _check_source(source)
     if not files:
         raise ValueError("a CompressedModel needs at least one bitstream file")
@@ -178,8 +173,8 @@ def read_compressed_manifest(path: Path) -> dict[str, Any]:
     for key in ("decoder", "files", "decoded_sha256", "message_bits", "message_breakdown"):
         if key not in man:
             raise TokenboundError(f"{path / MANIFEST}: lacks {key!r}")
-    if man["decoder"] not in DECODERS:
-        raise TokenboundError(f"{path / MANIFEST}: unknown decoder {man['decoder']!r} (known: {sorted(DECODERS)})")
+    if man["decoder"] not in DECODER_NAMES:
+        raise TokenboundError(f"{path / MANIFEST}: unknown decoder {man['decoder']!r} (known: {sorted(DECODER_NAMES)})")
     try:
         total = message_bits_of(man["message_breakdown"])
     except ValueError as e:
@@ -244,28 +239,3 @@ def measured_message_bits(path: Path) -> tuple[float, dict[str, Any]]:
             raise TokenboundError(f"{path / MANIFEST}: message_breakdown.{key} {recorded.get(key)!r} disagrees "
                                   f"with the {breakdown[key]:g} bits measured from {files}")
     return float(bits), dict(breakdown)
-
-
-def decode_state(path: Path, device: str = "cpu") -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """Decode a CompressedModel: (model, decoded state, manifest), after verifying every file and the state hash."""
-    from .hashing import state_sha256
-
-    path = Path(path)
-    manifest = read_compressed_manifest(path)
-    verify_files(path, manifest)
-    try:
-        decoder = resolve(DECODERS[manifest["decoder"]])
-    except (ImportError, AttributeError) as e:
-        raise TokenboundError(f"{path}: decoder {manifest['decoder']!r} is not available ({e})") from None
-    model, state = decoder(path, manifest, device)
-    got = state_sha256(state)
-    if got != manifest["decoded_sha256"]:
-        raise TokenboundError(f"{path}: decoded weights hash to {got[:16]}…, manifest says "
-                              f"{str(manifest['decoded_sha256'])[:16]}… (decoder mismatch or corrupted artifact)")
-    return model, state, manifest
-
-
-def load_compressed(path: Path, device: str = "cpu") -> Any:
-    """What ``tokenbound.load`` calls for a CompressedModel: the verified decoded LanguageModel."""
-    model, _state, _manifest = decode_state(path, device=device)
-    return model

@@ -1,6 +1,6 @@
 """Real entropy coding of integer symbol streams (constriction ANS), with a self-delimiting byte format.
 
-Every message length that a certificate uses must be reproduced by a decoder (DESIGN §3), so this module
+Every message length that a certificate uses must be reproduced by a decoder (docs/design.md §3), so this module
 produces actual bytes and decodes them back; ``coded_length_bits`` is just ``8 * len(data)``.
 
 Symbol-stream format (``encode_symbols``), all integers as unsigned LEB128 varints:

@@ -16,7 +16,7 @@ Bitstream (all of it counted in message_bits):
                    when bits = 16.                                                          -> payload_bits
 Each of the three lengths gets an Elias-gamma prefix (prefix_bits); ``grid=K`` in the spec pays log2 K grid
 bits for choosing this configuration among K tried after seeing data (default 1: fixed in advance).
-``decode_tensors`` turns the bytes back into the dequantized weights; the decoder (``models.decoders.decode_ptq``)
+``decode_tensors`` turns the bytes back into the dequantized weights; the ptq decoder
 rebuilds the architecture from the config with transformers and loads them; ``decoded_sha256`` is computed from
 exactly that decode path, run on the bytes that are written.
 """
@@ -227,7 +227,7 @@ def _decode_tensor(entry: dict[str, Any], q: dict[str, Any], pay: bytes, sid: by
 def decode_tensors(header_bytes: bytes, side: bytes, payload: bytes, where: str = "ptq"
                    ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(header, state_dict) from the three byte strings: every tensor dequantized, tied names filled in. The
-    model is rebuilt from ``header["config"]`` by the ptq decoder (``models.decoders.decode_ptq``)."""
+    model is rebuilt from ``header["config"]`` by the ptq decoder."""
     try:
         header = json.loads(header_bytes)
         q, entries, ties, seed = header["quantizer"], header["tensors"], header["ties"], header["seed"]

@@ -1,4 +1,4 @@
-"""Codebook quantization of the coded (trainable) tensors and its prefix-free message (issue 5 items 1, 3).
+"""Codebook quantization of the coded (trainable) tensors and its prefix-free message (docs/compression.md).
 
 A tensor is replaced by symbols in [0, K) and a codebook of K levels (K odd, zero always a level, levels
 stored in fp16 so the decoder reproduces them bit for bit). Codebooks are per tensor (``scope="tensor"``) or
@@ -256,7 +256,7 @@ def _header_dict(q: Quantized, model_config: Mapping[str, Any]) -> dict[str, Any
 
 
 def encode_message(q: Quantized, model_config: Mapping[str, Any]) -> tuple[bytes, dict[str, Any]]:
-    """The payload bytes and the itemised length (DESIGN §4 message_breakdown, without grid bits).
+    """The payload bytes and the itemised length (docs/design.md §4 message_breakdown, without grid bits).
 
     Streams: one per tensor (``stream="tensor"``: each tensor gets its own symbol counts, so its bits are exact
     and per-tensor statistics are exploited) or one for all tensors (``stream="joint"``: a single set of counts,
@@ -274,7 +274,7 @@ def encode_message(q: Quantized, model_config: Mapping[str, Any]) -> tuple[bytes
     # needs a length in front of it.
     framing = entropy.varint_encode([len(header)])
     body = b"".join([framing, header, *streams])
-    # payload = the coded words; each stream's own counts, lengths and CRC32 are header (DESIGN §4)
+    # payload = the coded words; each stream's own counts, lengths and CRC32 are header (docs/design.md §4)
     payload_bits = 8 * sum(_stream_word_bytes(s) for s in streams)
     stream_overhead_bits = 8 * sum(len(s) for s in streams) - payload_bits
     if q.config.stream == "joint":

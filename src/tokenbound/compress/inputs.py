@@ -16,12 +16,12 @@ def open_training_store(run: Path, data: str | Path | None) -> TokenStore:
     available."""
     vocab = run_vocab_size(run)
     if data is not None:
-        return TokenStore.open(Path(data), check=True).check("--data", vocab_size=vocab)
+        return TokenStore.open(Path(data), check=True).check("data", vocab_size=vocab)
     recorded = run_data_store(run)
     if recorded is None:
         raise TokenboundError(f"needed (the run {run} does not record a training store that exists here)",
                               param="data")
-    return TokenStore.open(recorded, check=True).check("--data", vocab_size=vocab)
+    return TokenStore.open(recorded, check=True).check("data", vocab_size=vocab)
 
 
 def run_vocab_size(run: Path) -> int | None:

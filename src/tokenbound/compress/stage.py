@@ -8,9 +8,9 @@ Methods (``--method SPEC``, parsed by ``coding.compressed.parse_method``):
 - ``qat:levels=11,steps=300[,lr=1e-4,codebook_lr=..,batch=16,optimizer=adam|sgd]`` quantization-aware
   training on the training store (``compress.qat``), then the same code as ``quant``.
 - ``ptq:...`` for ``--hf``/``--gguf`` (``compress.ptq.compress_pretrained``) and ``archive`` for any source
-  (``coding.archive.compress_archive``).
+  (``compress.archive.compress_archive``).
 
-Every CompressedModel written here is decoded back from disk (``compressed.decode_state``: sha256 of every file,
+Every CompressedModel written here is decoded back from disk (``models.decoders.decode_state``: sha256 of every file,
 then the state hash) before this returns, so a reported message length always has a working decoder.
 """
 from __future__ import annotations
@@ -22,14 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..coding.archive import compress_archive
-from ..coding.compressed import decode_state, parse_method
+from ..coding.compressed import parse_method
 from ..data.store import TokenStore
 from ..errors import TokenboundError
 from ..evaluate.loss import mean_bits_per_token
 from ..evaluate.windows import CONTEXT_RULES, stream_batches
+from ..models.decoders import decode_state
 from ..models.hf import check_safetensors_weights
 from ..models.loading import load
+from .archive import compress_archive
 from .ptq import compress_pretrained
 from .run import compress_run
 
@@ -120,7 +121,7 @@ def summarize(manifest: dict[str, Any], out: Path) -> dict[str, Any]:
 def heldout_store(path: Path) -> TokenStore:
     """The store's ``val/`` split if it has one, else the store itself (taken to be held out)."""
     store = TokenStore.open(path)
-    return (store.val or store).check("--eval-data")
+    return (store.val or store).check("eval_data")
 
 
 def bits_per_token(model, store: TokenStore, num_tokens: int, seed: int = 0) -> dict[str, Any]:

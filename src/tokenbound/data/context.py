@@ -1,4 +1,4 @@
-"""Context rules (DESIGN §3): what the model sees before predicting each stream position.
+"""Context rules (docs/design.md §3): what the model sees before predicting each stream position.
 
 Pure index arithmetic on numpy arrays; no model, no torch.
 

@@ -1,4 +1,4 @@
-"""Corpus readers (DESIGN §5): stream documents from a spec without holding the corpus in memory.
+"""Corpus readers (docs/design.md §5): stream documents from a spec without holding the corpus in memory.
 
 Specs: ``stdlib`` / ``stdlib+tests`` / ``stdlib-tests`` (the interpreter's standard-library ``.py`` files without,
 with, or only its test suites), ``python`` (every installed ``.py`` file, de-duplicated: data/installed.py), a text
@@ -133,7 +133,7 @@ class TextFilesCorpus(Corpus):
         corpus = cls.tree(spec, path, pattern, {"spec": spec, "kind": "text_directory", "glob": pattern}, keep)
         if not corpus.files:
             skipped = f" (skipped {len(corpus._binary)} binary files)" if corpus._binary else ""
-            raise TokenboundError(f"--corpus {spec}: no files match --glob {pattern!r}{skipped}")
+            raise TokenboundError(f"no files match --glob {pattern!r}{skipped}", param="corpus", value=spec)
         return corpus
 
     @classmethod
@@ -149,7 +149,8 @@ class TextFilesCorpus(Corpus):
             description["only_tests"] = True
         corpus = cls.tree(spec, root, pattern, description, stdlib_filter(include_tests, only_tests))
         if not corpus.files:
-            raise TokenboundError(f"--corpus {spec}: no standard-library files match --glob {pattern!r} in {root}")
+            raise TokenboundError(f"no standard-library files match --glob {pattern!r} in {root}",
+                                  param="corpus", value=spec)
         return corpus
 
     @classmethod
@@ -298,18 +299,21 @@ class ParquetCorpus(Corpus):
             import pyarrow as pa
             import pyarrow.parquet as pq
         except ImportError:
-            raise TokenboundError(f"--corpus {spec}: reading Parquet needs pyarrow (pip install pyarrow)") from None
+            raise TokenboundError("reading Parquet needs pyarrow (pip install pyarrow)",
+                                  param="corpus", value=spec) from None
         self.spec, self.path, self.text_field = spec, path, text_field
         try:
             self._file = pq.ParquetFile(path)
         except (pa.ArrowException, OSError) as e:
-            raise TokenboundError(f"--corpus {spec}: not a Parquet file ({str(e).splitlines()[0]})") from None
+            raise TokenboundError(f"not a Parquet file ({str(e).splitlines()[0]})",
+                                  param="corpus", value=spec) from None
         schema = self._file.schema_arrow
         if text_field not in schema.names:
-            raise TokenboundError(f"--corpus {spec}: no column {text_field!r} (--text-field); has {schema.names}")
+            raise TokenboundError(f"no column {text_field!r} (--text-field); has {schema.names}",
+                                  param="corpus", value=spec)
         kind = schema.field(text_field).type
         if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-            raise TokenboundError(f"--corpus {spec}: column {text_field!r} has type {kind}, expected string")
+            raise TokenboundError(f"column {text_field!r} has type {kind}, expected string", param="corpus", value=spec)
 
     @property
     def progress_total(self) -> int:
@@ -336,13 +340,13 @@ class TokensCorpus(Corpus):
     def __init__(self, spec: str, path: Path, vocab_size: int | None, eot: int | None):
         self.spec, self.path = spec, path
         if vocab_size is None:
-            raise TokenboundError(f"--vocab-size: required for a tokens: corpus ({spec})")
+            raise TokenboundError(f"required for a tokens: corpus ({spec})", param="vocab_size")
         if eot is None:
-            raise TokenboundError(f"--eot: required for a tokens: corpus ({spec})")
+            raise TokenboundError(f"required for a tokens: corpus ({spec})", param="eot")
         if vocab_size < 2 or vocab_size >= 2 ** 32:
-            raise TokenboundError(f"--vocab-size: must be in [2, 2^32), got {vocab_size}")
+            raise TokenboundError(f"must be in [2, 2^32), got {vocab_size}", param="vocab_size")
         if not 0 <= eot < vocab_size:
-            raise TokenboundError(f"--eot: {eot} is outside the vocabulary [0, {vocab_size})")
+            raise TokenboundError(f"{eot} is outside the vocabulary [0, {vocab_size})", param="eot")
         self.vocab_size, self.eot = int(vocab_size), int(eot)
         try:
             self.ids = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -402,13 +406,13 @@ def open_corpus(spec: str, *, glob: str | None = None, text_field: str = "text",
     if spec.startswith("tokens:"):
         path = Path(spec[len("tokens:"):])
         if not path.is_file():
-            raise TokenboundError(f"--corpus {spec}: no such file")
+            raise TokenboundError("no such file", param="corpus", value=spec)
         return TokensCorpus(spec, path, vocab_size, eot)
     path = Path(spec)
     if not path.exists():
-        raise TokenboundError(f"--corpus {spec}: no such file or directory")
+        raise TokenboundError("no such file or directory", param="corpus", value=spec)
     if path.is_file() and path.stat().st_size == 0:
-        raise TokenboundError(f"--corpus {spec}: empty file")
+        raise TokenboundError("empty file", param="corpus", value=spec)
     if path.is_file() and path.suffix == ".jsonl":
         return JsonlCorpus(spec, path, text_field)
     if path.is_file() and path.suffix == ".parquet":

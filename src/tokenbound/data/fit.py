@@ -69,44 +69,46 @@ def make_tokenizer(corpus: Corpus, spec: str | None, *, plan: Plan, fit: str | N
     """The tokenizer, and the manifest fields that say what it was fitted on (``tokenizer_fit``, ``bpe``).
     Sets ``plan.tokenizer_fraction`` when a tokenizer split is used."""
     if fit is not None and fit not in TOKENIZER_FIT_MODES:
-        raise TokenboundError(f"--tokenizer-fit {fit}: expected one of {', '.join(TOKENIZER_FIT_MODES)}")
+        raise TokenboundError(f"expected one of {', '.join(TOKENIZER_FIT_MODES)}", param="tokenizer_fit", value=fit)
     if tokenizer_corpus is not None and (spec is None or not spec.startswith("bpe:") or corpus.pretokenized):
-        raise TokenboundError(f"--tokenizer-corpus: only for fitting a bpe:N tokenizer to a text corpus, not "
-                              f"--tokenizer {spec} on --corpus {corpus.spec}")
+        raise TokenboundError("only for fitting a bpe:N tokenizer to a text corpus, not "
+                              f"--tokenizer {spec} on --corpus {corpus.spec}", param="tokenizer_corpus")
     if corpus.pretokenized:
         if spec not in (None, "none"):
-            raise TokenboundError(f"--tokenizer {spec}: a tokens: corpus is already tokenized; omit --tokenizer")
+            raise TokenboundError("a tokens: corpus is already tokenized; omit --tokenizer",
+                                  param="tokenizer", value=spec)
         _only_for_bpe(fit, tokenizer_fraction, "a tokens: corpus")
         return None, {"tokenizer_fit": {"mode": "pretokenized"}}
     if spec in (None, "none"):
-        raise TokenboundError("--tokenizer: required for a text corpus (byte, bpe:N, hf:PATH or gguf:PATH)")
+        raise TokenboundError("required for a text corpus (byte, bpe:N, hf:PATH or gguf:PATH)", param="tokenizer")
     kind = check_tokenizer_spec(spec)
     if kind in ("byte", "bpe") and eot is not None:
-        raise TokenboundError(f"--eot: only for tokens: corpora and hf:/gguf: tokenizers, not {spec}")
+        raise TokenboundError(f"only for tokens: corpora and hf:/gguf: tokenizers, not {spec}", param="eot")
     if kind in ("byte", "bpe") and vocab_size is not None:
-        raise TokenboundError(f"--vocab-size: only for tokens: corpora and hf:/gguf: tokenizers, not {spec}")
+        raise TokenboundError(f"only for tokens: corpora and hf:/gguf: tokenizers, not {spec}", param="vocab_size")
     if kind != "bpe":
         _only_for_bpe(fit, tokenizer_fraction, f"--tokenizer {spec} (fixed in advance)")
         return build_tokenizer(spec, eot=eot, vocab_size=vocab_size), {"tokenizer_fit": {"mode": "fixed"}}
     n = parse_bpe_size(spec)
     if tokenizer_corpus is not None:
         if fit is not None or tokenizer_fraction is not None:
-            raise TokenboundError(f"--tokenizer-corpus {tokenizer_corpus.spec}: the BPE is fitted on it; omit "
-                                  f"--tokenizer-fit and --tokenizer-fraction")
+            raise TokenboundError("the BPE is fitted on it; omit "
+                                  "--tokenizer-fit and --tokenizer-fraction",
+                                  param="tokenizer_corpus", value=tokenizer_corpus.spec)
         return fit_on_corpus(corpus, tokenizer_corpus, n, spec, skip_bad_files=skip_bad_files, max_bytes=max_bytes)
     fit = fit or "split"
     if fit == "split":
         plan.tokenizer_fraction = check_tokenizer_fraction(
             DEFAULT_TOKENIZER_FRACTION if tokenizer_fraction is None else tokenizer_fraction)
     elif tokenizer_fraction is not None:
-        raise TokenboundError("--tokenizer-fraction: only with --tokenizer-fit split")
+        raise TokenboundError("only with --tokenizer-fit split", param="tokenizer_fraction")
     part = "tokenizer" if fit == "split" else "train"
     stats = {"bytes": 0, "documents": 0, "capped": False}
     tok = train_bpe(_bpe_training_texts(corpus, plan, part, max_bytes, skip_bad_files, stats), n, spec)
     if "error" in stats:
         raise stats["error"]
     if stats["documents"] == 0:
-        raise TokenboundError(f"--corpus {corpus.spec}: no non-empty training documents to train {spec} on")
+        raise TokenboundError(f"no non-empty training documents to train {spec} on", param="corpus", value=corpus.spec)
     bpe = {"train_max_bytes": max_bytes, "train_bytes": stats["bytes"], "train_documents": stats["documents"],
            "capped": stats["capped"], "tokenizer_ids": tok.num_ids,
            "trained_on": ("the tokenizer split only (in neither the training nor the held-out store)"
@@ -123,6 +125,6 @@ def make_tokenizer(corpus: Corpus, spec: str | None, *, plan: Plan, fit: str | N
 
 def _only_for_bpe(fit: str | None, fraction: float | None, what: str) -> None:
     if fit is not None:
-        raise TokenboundError(f"--tokenizer-fit: only for bpe:N tokenizers, not {what}")
+        raise TokenboundError(f"only for bpe:N tokenizers, not {what}", param="tokenizer_fit")
     if fraction is not None:
-        raise TokenboundError(f"--tokenizer-fraction: only for bpe:N tokenizers, not {what}")
+        raise TokenboundError(f"only for bpe:N tokenizers, not {what}", param="tokenizer_fraction")

@@ -79,8 +79,8 @@ class PythonCorpus(Corpus):
             TextFilesCorpus.tree(spec, r.path, self.glob, {}, stdlib_filter(True) if r.stdlib else None)
             for r in roots]
         if not any(p.files for p in self._parts):
-            raise TokenboundError(f"--corpus {spec}: no files match --glob {self.glob!r} in "
-                                  f"{', '.join(str(r.path) for r in roots)}")
+            raise TokenboundError(f"no files match --glob {self.glob!r} in "
+                                  f"{', '.join(str(r.path) for r in roots)}", param="corpus", value=spec)
         self.files: list[CorpusFile] = []
         self.duplicate_files = 0
         self.duplicate_bytes = 0

@@ -1,4 +1,4 @@
-"""`tokenbound prepare`: corpus + tokenizer -> TokenStore (+ held-out `val/` store) (DESIGN §4–§6).
+"""`tokenbound prepare`: corpus + tokenizer -> TokenStore (+ held-out `val/` store) (docs/design.md §4–§6).
 
 Two streaming passes over the corpus at most (three with a tokenizer corpus, whose disjointness is checked):
 1. (`bpe:N` only, data/fit.py) train the BPE on the *tokenizer split* (default; documents stored in neither
@@ -50,7 +50,7 @@ def prepare(corpus: str, tokenizer: str | None, out: Path, *, val_fraction: floa
     out = Path(out)
     val_fraction = check_val_fraction(val_fraction)
     if out.exists() and not force:
-        raise TokenboundError(f"--out {out}: already exists (use --force to overwrite)")
+        raise TokenboundError("already exists (use --force to overwrite)", param="out", value=out)
     src = open_corpus(corpus, glob=glob, text_field=text_field, vocab_size=vocab_size, eot=eot,
                       include_tests=include_tests, exclude=out)
     # The stdlib ships deliberately undecodable test fixtures: they are skipped and counted, not the user's fault.
@@ -59,9 +59,10 @@ def prepare(corpus: str, tokenizer: str | None, out: Path, *, val_fraction: floa
     if tokenizer_corpus is not None:
         try:
             tok_src = open_corpus(tokenizer_corpus, text_field=text_field, exclude=out)
-        except TokenboundError as e:  # its words name --corpus: this is the other corpus
-            raise TokenboundError(str(e).replace(f"--corpus {tokenizer_corpus}", f"--tokenizer-corpus "
-                                                 f"{tokenizer_corpus}", 1)) from None
+        except TokenboundError as e:  # open_corpus names its `corpus`: here that is the other corpus
+            if e.param != "corpus":
+                raise
+            raise TokenboundError(e.message, param="tokenizer_corpus", value=e.value) from None
     plan = Plan(seed, val_fraction)
     tok, tok_extra = make_tokenizer(src, tokenizer, plan=plan, fit=tokenizer_fit,
                                     tokenizer_fraction=tokenizer_fraction, eot=eot, vocab_size=vocab_size,
@@ -83,7 +84,7 @@ def prepare(corpus: str, tokenizer: str | None, out: Path, *, val_fraction: floa
             what = ("all non-empty documents were held out or fitted the tokenizer (try --tokenizer-fit "
                     "train-charged)" if (val and val.num_documents) or tally.tokenizer_documents
                     else "no non-empty documents")
-            raise TokenboundError(f"--corpus {corpus}: empty training store ({what})")
+            raise TokenboundError(f"empty training store ({what})", param="corpus", value=corpus)
         source = {**src.describe(), "sha256": tally.digest.hexdigest(), "documents": tally.documents,
                   "skipped_empty_documents": tally.empty, "skipped_bad_documents": tally.bad,
                   "bad_document_examples": tally.bad_examples, "skip_bad_files": skip_bad_files}

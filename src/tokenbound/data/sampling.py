@@ -1,4 +1,4 @@
-"""Samplers (DESIGN §3 "Subsampling"): which positions a scoring run looks at, drawn from a seed.
+"""Samplers (docs/theory.md §5 "Subsampling"): which positions a scoring run looks at, drawn from a seed.
 
 Every sampler draws n i.i.d. *draws* with ``np.random.default_rng(seed)`` (independent of the data), and a
 plan is recorded by name, parameters and seed, so it can be rebuilt bit for bit:

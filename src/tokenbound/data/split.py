@@ -1,4 +1,4 @@
-"""The held-out split (DESIGN §4): whole documents, chosen by a seeded hash of their identity.
+"""The held-out split (docs/design.md §4): whole documents, chosen by a seeded hash of their identity.
 
 A document is held out iff  u = int(blake2b-64(f"{seed}:{identity}")) / 2^64  <  fraction.
 The choice depends only on (seed, identity, fraction) — never on a document's position, on the other

@@ -1,10 +1,10 @@
-"""TokenStore: a token stream on disk as a memmap plus a document index (DESIGN §4, §6).
+"""TokenStore: a token stream on disk as a memmap plus a document index (docs/design.md §4, §6).
 
 Layout of a store directory:
 - ``tokens.bin``      the stream x_0 … x_{m−1}, uint16 if vocab_size <= 65 535 else uint32. Every document's
                       tokens are followed by one ``eot`` id, so document j occupies
                       [doc_offsets[j], doc_offsets[j+1]) and its last token is eot (predicting the end of a
-                      document is a target like any other). A virtual eot precedes the stream (DESIGN §3).
+                      document is a target like any other). A virtual eot precedes the stream (docs/design.md §3).
 - ``doc_offsets.npy`` int64 start of each document (doc_offsets[0] == 0, strictly increasing).
 - ``tokenizer.json``  optional, the tokenizer that produced the ids (for ``decode``).
 - ``manifest.json``   kind, vocab_size, eot, dtype, num_tokens, num_documents, num_bytes (UTF-8 bytes of the
@@ -63,8 +63,8 @@ class TokenStore:
         self._checked = False
 
     @classmethod
-    def open(cls, path: str | Path, *, check: bool = False, flag: str = "--data") -> "TokenStore":
-        """Open the store at `path`; with `check`, also run `check(flag)` (one pass over tokens.bin)."""
+    def open(cls, path: str | Path, *, check: bool = False, param: str = "data") -> "TokenStore":
+        """Open the store at `path`; with `check`, also run `check(param)` (one pass over tokens.bin)."""
         path = Path(path)
         man = read_manifest(path, KIND_TOKENSTORE)
         for f in ("tokens.bin", "doc_offsets.npy"):
@@ -73,21 +73,22 @@ class TokenStore:
         store = cls(path, man)
         if store.tokens.shape[0] != man["num_tokens"]:
             raise TokenboundError(f"{path}/tokens.bin: holds {store.tokens.shape[0]} tokens, manifest says {man['num_tokens']}")
-        return store.check(flag) if check else store
+        return store.check(param) if check else store
 
-    def check(self, flag: str = "--data", vocab_size: int | None = None) -> "TokenStore":
+    def check(self, param: str = "data", vocab_size: int | None = None) -> "TokenStore":
         """Refuse a store that is not what its manifest says, before anything uses it (docs/data.md).
 
         One pass over tokens.bin: its sha256 and doc_offsets.npy's must give the manifest's ``sha256`` (and
         each file its own entry in ``files_sha256`` where recorded), every id must be below ``vocab_size``
         and the document index must be well formed. With `vocab_size` (a model's), the store's vocabulary
-        must equal it. Errors are one line naming `flag` and the file; returns the store.
+        must equal it. Errors are one line naming `param` (the caller's parameter that gave the store) and the
+        file; returns the store.
         """
         import hashlib
 
         if vocab_size is not None and int(vocab_size) != self.vocab_size:
-            raise TokenboundError(f"{flag} {self.path}: store vocabulary has {self.vocab_size} ids but the model's has "
-                                  f"{int(vocab_size)}")
+            raise TokenboundError(f"store vocabulary has {self.vocab_size} ids but the model's has {int(vocab_size)}",
+                                  param=param, value=self.path)
         if self._checked:
             return self
         h = hashlib.sha256()
@@ -104,19 +105,19 @@ class TokenStore:
         recorded = self.manifest.get("files_sha256") or {}
         for name, digest in digests.items():
             if name in recorded and recorded[name] != digest:
-                raise TokenboundError(f"{flag} {self.path / name}: sha256 does not match the store's manifest "
-                                      f"(the file was modified or corrupted)")
+                raise TokenboundError("sha256 does not match the store's manifest (the file was modified or "
+                                      "corrupted)", param=param, value=self.path / name)
         if combined_sha256(digests["tokens.bin"], digests["doc_offsets.npy"]) != self.sha256:
-            raise TokenboundError(f"{flag} {self.path}: tokens.bin and doc_offsets.npy do not hash to the manifest's "
-                                  f"sha256 (a file was modified or corrupted)")
+            raise TokenboundError("tokens.bin and doc_offsets.npy do not hash to the manifest's sha256 (a file was "
+                                  "modified or corrupted)", param=param, value=self.path)
         if top >= self.vocab_size:
-            raise TokenboundError(f"{flag} {self.path / 'tokens.bin'}: token id {top} is outside the store's "
-                                  f"vocabulary [0, {self.vocab_size})")
+            raise TokenboundError(f"token id {top} is outside the store's vocabulary [0, {self.vocab_size})",
+                                  param=param, value=self.path / "tokens.bin")
         off = self.doc_offsets
         if off.ndim != 1 or off.size != self.num_documents or (off.size and (
                 int(off[0]) != 0 or (np.diff(off) <= 0).any() or int(off[-1]) >= self.num_tokens)):
-            raise TokenboundError(f"{flag} {self.path / 'doc_offsets.npy'}: not {self.num_documents} strictly "
-                                  f"increasing document starts from 0 below {self.num_tokens}")
+            raise TokenboundError(f"not {self.num_documents} strictly increasing document starts from 0 below "
+                                  f"{self.num_tokens}", param=param, value=self.path / "doc_offsets.npy")
         self._checked = True
         return self
 

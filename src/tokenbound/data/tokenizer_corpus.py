@@ -98,8 +98,9 @@ def _fit_texts(tok_corpus: Corpus, stored: _Stored, corpus: Corpus, max_bytes: i
                 read.documents += 1
                 where = tok_corpus.location(doc.identity)
                 if where in stored.locations:
-                    raise TokenboundError(f"--tokenizer-corpus {tok_corpus.spec}: reads {where}, which --corpus "
-                                          f"{corpus.spec} reads too; the two corpora must be disjoint")
+                    raise TokenboundError(f"reads {where}, which --corpus "
+                                          f"{corpus.spec} reads too; the two corpora must be disjoint",
+                                          param="tokenizer_corpus", value=tok_corpus.spec)
                 sha = _content_sha(doc)
                 read.digest.update(f"{doc.identity}\0{sha.hex()}\n".encode())
                 if not usable(doc, skip_bad_files, None) or read.capped:
@@ -132,7 +133,7 @@ def fit_on_corpus(corpus: Corpus, tok_corpus: Corpus, n: int, spec: str, *, skip
     """Train `spec` (bpe:N) on `tok_corpus`, checked disjoint from `corpus`; the tokenizer and its manifest fields
     (``bpe``, ``tokenizer_fit`` with mode ``tokenizer-corpus``)."""
     if tok_corpus.pretokenized:
-        raise TokenboundError(f"--tokenizer-corpus {tok_corpus.spec}: a tokens: corpus has no text to fit on")
+        raise TokenboundError("a tokens: corpus has no text to fit on", param="tokenizer_corpus", value=tok_corpus.spec)
     stored = _stored(corpus, skip_bad_files)
     read = _Read()
     tok_skip = skip_bad_files or tok_corpus.describe().get("kind") in SKIP_BAD_KINDS
@@ -140,8 +141,9 @@ def fit_on_corpus(corpus: Corpus, tok_corpus: Corpus, n: int, spec: str, *, skip
     if read.error is not None:
         raise read.error
     if read.used_documents == 0:
-        raise TokenboundError(f"--tokenizer-corpus {tok_corpus.spec}: no non-empty document to train {spec} on "
-                              f"({read.shared} share their content with --corpus {corpus.spec})")
+        raise TokenboundError(f"no non-empty document to train {spec} on "
+                              f"({read.shared} share their content with --corpus {corpus.spec})",
+                              param="tokenizer_corpus", value=tok_corpus.spec)
     bpe = {"train_max_bytes": max_bytes, "train_bytes": read.used_bytes, "train_documents": read.used_documents,
            "capped": read.capped, "tokenizer_ids": tok.num_ids,
            "trained_on": "the tokenizer corpus only (disjoint from the stored corpus), in its order, up to "

@@ -1,4 +1,5 @@
-"""Tokenizers for `prepare` and for decoding a TokenStore (DESIGN §5; specs `byte`, `bpe:N`, `hf:PATH`, `gguf:PATH`).
+"""Tokenizers for `prepare` and for decoding a TokenStore (docs/design.md §5; specs `byte`, `bpe:N`, `hf:PATH`,
+`gguf:PATH`).
 
 Every tokenizer here is *exact* on text: ``decode(encode(text)) == text`` for any ``str`` (byte-level
 tokenizers; for ``hf:``/``gguf:`` this holds when the foreign tokenizer is lossless, and `prepare`

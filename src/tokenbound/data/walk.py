@@ -99,5 +99,6 @@ def _glob(root: Path, pattern: str) -> tuple[list[str], set[str]]:
             if p.is_file():
                 found.append("/".join(parts))
     except (ValueError, NotImplementedError) as e:  # e.g. an absolute or malformed pattern
-        raise TokenboundError(f"--glob {pattern!r}: {e} (give a pattern relative to the corpus folder)") from None
+        raise TokenboundError(f"{e} (give a pattern relative to the corpus folder)",
+                              param="glob", value=repr(pattern)) from None
     return found, skipped

@@ -1,6 +1,6 @@
 """Streaming TokenStore writer: append documents batch by batch, then seal the store with its manifest.
 
-Same layout as `store.write_store` (DESIGN §4), but tokens.bin grows incrementally so that memory stays
+Same layout as `store.write_store` (docs/design.md §4), but tokens.bin grows incrementally so that memory stays
 bounded by one batch plus the document index (8 bytes per document).
 """
 from __future__ import annotations

@@ -93,8 +93,8 @@ def message_length(model_path: Path, kind: str, device: str = "cpu", measure: st
                              True, {}, artifact_sha256(model_path), {"order": man.get("order"),
                                                                      "breakdown": breakdown, "measure": "markov"})
     # An uncompressed model: charge its best lossless archive (verified by decompression), measured from its files.
-    from ..coding.archive import compress_archive
     from ..coding.compressed import measured_message_bits
+    from ..compress.archive import compress_archive
 
     with tempfile.TemporaryDirectory() as tmp:
         man = compress_archive(model_path, Path(tmp) / "archive", device=device)
@@ -131,8 +131,8 @@ def resolve_stores(data: Path, heldout: bool, train_data: Path | None, *, model_
     store = TokenStore.open(data, check=True)
     if not heldout:
         return store, store, None
-    given = TokenStore.open(train_data, check=True, flag="--train-data") if train_data else None
-    target = store.val.check("--data") if store.val is not None else store
+    given = TokenStore.open(train_data, check=True, param="train_data") if train_data else None
+    target = store.val.check("data") if store.val is not None else store
     record = None
     if model_path is not None:
         record = establish_independence(target, store, model_path, kind, train_data=given,
@@ -168,9 +168,9 @@ def _holding_out_lock(func):
             return func(*args, **kwargs)
         if out.is_dir():
             raise TokenboundError(f"{out} is a directory; a certificate is a .json file", param="out")
-        made = ensure_parent_dir(out, "--out")  # a file in the way or no write access: one line, naming --out
+        made = ensure_parent_dir(out, "out")  # a file in the way or no write access: one line, naming `out`
         try:
-            with exclusive_lock(lock_path_for(out), f"--out {out}"):
+            with exclusive_lock(lock_path_for(out), out, "out"):
                 return func(*args, **kwargs)
         except BaseException:
             for d in made:  # directories created only for the lock: leave nothing behind on failure

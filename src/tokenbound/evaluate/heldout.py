@@ -143,8 +143,8 @@ def establish_independence(heldout: TokenStore, data: TokenStore, model_path: Pa
     it cannot be. Returns the record the certificate keeps under ``data.heldout_independence``."""
     seen, unknown = seen_stores(model_path, kind)
     if unknown is None and assume_unseen:
-        raise TokenboundError(f"{UNSEEN_FLAG}: {model_path} records the data it was trained on, so independence is "
-                              f"checked against it, not assumed; drop {UNSEEN_FLAG}")
+        raise TokenboundError(f"{model_path} records the data it was trained on, so independence is checked "
+                              f"against it, not assumed; drop {UNSEEN_FLAG}", param="assume_unseen")
     if unknown is not None and not assume_unseen:
         raise TokenboundError(f"{unknown}; pass {UNSEEN_FLAG} to certify under the assumption that "
                               f"{UNSEEN_ASSUMPTION}", param="heldout")

@@ -1,4 +1,4 @@
-"""The scorer (DESIGN §1): model + TokenStore + context rule + sampling plan → TokenStats.
+"""The scorer (docs/design.md §1): model + TokenStore + context rule + sampling plan → TokenStats.
 
 ``score`` draws the whole plan from the seed first, splits the draws into shards of ``shard_size``, scores the
 shards not yet on disk (resumable after any interruption, even kill -9: shards are written atomically), and merges

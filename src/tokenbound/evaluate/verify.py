@@ -1,4 +1,4 @@
-"""`tokenbound verify CERT`: re-check every number and hash of a certificate (DESIGN §1).
+"""`tokenbound verify CERT`: re-check every number and hash of a certificate (docs/design.md §1).
 
 Checks, each reported as one line when it fails:
 1. the statistics files exist and their sha256 matches the certificate;
@@ -146,7 +146,7 @@ def resolve_seed(seed: int | None) -> int:
 def resolve_data_path(cert: dict[str, Any], cert_path: Path, override: Path | None = None) -> Path:
     """The certified TokenStore's directory: `override` (``--data``) or the certificate's recorded path."""
     if override is not None:
-        return check_target(Path(override), "--data", "dir", MANIFEST)
+        return check_target(Path(override), expect="dir", marker=MANIFEST, param="data")
     ref = cert.get("data") or {}
     return resolve_recorded_path(ref, Path(cert_path).parent, "data", expect="dir", sha256=ref.get("sha256"),
                                  identify=lambda p: read_manifest(p).get("sha256"), flag="--data DIR")
@@ -158,7 +158,7 @@ def resolve_model_path(cert: dict[str, Any], cert_path: Path, override: Path | N
     expect, marker = {"gguf": ("file", MANIFEST), "hf": ("dir", "config.json")}.get(ref.get("type"),
                                                                                     ("dir", MANIFEST))
     if override is not None:
-        return check_target(Path(override), "--model", expect, marker)
+        return check_target(Path(override), expect=expect, marker=marker, param="model")
     return resolve_recorded_path(ref, Path(cert_path).parent, "model", expect=expect, marker=marker,
                                  sha256=ref.get("artifact_sha256"), identify=artifact_sha256, flag="--model PATH")
 
@@ -188,8 +188,8 @@ def _check_model(model: dict[str, Any], inputs: dict[str, Any], device: str,
         return [f"model: {path} is missing"]
     out = []
     if model.get("type") == KIND_COMPRESSED:
-        from ..coding.compressed import decode_state
         from ..coding.hashing import state_sha256
+        from ..models.decoders import decode_state
 
         try:
             lm, state, _ = decode_state(path, device=device)

@@ -40,8 +40,9 @@ def code_store(study: Study) -> Path:
     else:
         path = text_store(study)
     if TokenStore.open(path).tokenizer is None:
-        raise TokenboundError(f"--data {path}: the store records no tokenizer; this study tokenizes new text like "
-                              f"the store (prepare it with tokenbound prepare --tokenizer ...)")
+        raise TokenboundError("the store records no tokenizer; this study tokenizes new text like "
+                              "the store (prepare it with tokenbound prepare --tokenizer ...)",
+                              param="data", value=path)
     return path
 
 

@@ -32,7 +32,7 @@ SMALL_TOKENIZER = "bpe:8192"
 
 def check_scale(scale: str) -> str:
     if scale not in SCALES:
-        raise TokenboundError(f"--scale: must be one of {', '.join(SCALES)}, got {scale!r}")
+        raise TokenboundError(f"must be one of {', '.join(SCALES)}, got {scale!r}", param="scale")
     return scale
 
 
@@ -59,7 +59,7 @@ class Study:
         if self.data is not None:
             self.data = Path(self.data)
             if not (self.data / MANIFEST).exists():
-                raise TokenboundError(f"--data {self.data}: not a TokenStore directory (no manifest.json)")
+                raise TokenboundError("not a TokenStore directory (no manifest.json)", param="data", value=self.data)
         self.out.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -126,8 +126,8 @@ def text_store(study: Study) -> Path:
     if study.scale == "tiny":
         return synthetic_store(study.path("data"), study.seed)
     if study.scale == "paper":
-        raise TokenboundError("--data: the paper scale needs a TokenStore of an OpenWebText-like corpus "
-                              "(tokenbound prepare --corpus CORPUS --tokenizer bpe:50257 ...)")
+        raise TokenboundError("the paper scale needs a TokenStore of an OpenWebText-like corpus "
+                              "(tokenbound prepare --corpus CORPUS --tokenizer bpe:50257 ...)", param="data")
     if done(DEFAULT_STDLIB_STORE):
         return DEFAULT_STDLIB_STORE.resolve()
     from ..data.prepare import prepare
@@ -185,13 +185,13 @@ def certify(study: Study, name: str, model: Path, data: Path, **kwargs: Any) -> 
     if study.extra_bits:
         own = dict(kwargs.get("extra_bits") or {})
         if set(own) & set(study.extra_bits):
-            raise TokenboundError(f"--extra-bits: {sorted(set(own) & set(study.extra_bits))} also charged by the "
-                                  f"study itself for {name}")
+            raise TokenboundError(f"{sorted(set(own) & set(study.extra_bits))} also charged by the "
+                                  f"study itself for {name}", param="extra_bits")
         kwargs["extra_bits"] = {**own, **study.extra_bits}
         recorded = read_json(out).get("inputs", {}).get("extra_bits", {}) if done(out) else study.extra_bits
         if any(recorded.get(k) != v for k, v in study.extra_bits.items()):
-            raise TokenboundError(f"--extra-bits: {out} exists without these extra bits; resume with the same "
-                                  f"--extra-bits or use a new --out")
+            raise TokenboundError(f"{out} exists without these extra bits; resume with the same "
+                                  f"--extra-bits or use a new --out", param="extra_bits")
     study.stage(f"bound {name}", out, lambda: bound(model, data, out, device=study.device,
                                                      progress=study.progress, **kwargs))
     return out

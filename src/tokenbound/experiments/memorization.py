@@ -91,7 +91,7 @@ def run(study: Study) -> dict[str, Any]:
 
     s = SETTINGS[study.scale]
     if study.data is not None:
-        raise TokenboundError("--data: the memorization study builds its own synthetic store; omit --data")
+        raise TokenboundError("the memorization study builds its own synthetic store; omit --data", param="data")
     ds_dir = study.path("data")
     if not done(ds_dir / "store"):
         build_dataset(ds_dir, s, study.seed)

@@ -46,7 +46,7 @@ def held_out_functions(store) -> list[tuple[str, list[str]]]:
     """(identity, dedented lines) of every function in the decoded documents of the store's ``val/`` split."""
     val = store.val
     if val is None:
-        raise TokenboundError(f"--data {store.path}: the downstream task needs a held-out val/ split")
+        raise TokenboundError("the downstream task needs a held-out val/ split", param="data", value=store.path)
     out = []
     for j in range(val.num_documents):
         text = val.decode(val.document(j))

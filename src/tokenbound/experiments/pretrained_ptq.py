@@ -115,7 +115,7 @@ def run(study: Study) -> dict[str, Any]:
     from ..data.store import TokenStore
 
     if TokenStore.open(data).val is None:
-        raise TokenboundError(f"--data {data}: needs a val/ split for the held-out evaluation")
+        raise TokenboundError("needs a val/ split for the held-out evaluation", param="data", value=data)
     msg = file_message(ref) if ref.suffix == ".gguf" else None
     models: list[tuple[str, Path, Any]] = [(ref_label, ref, msg)]
     for bits in s["bits"]:

@@ -1,4 +1,4 @@
-"""The one interface every model implements (DESIGN §6): next-token log-probabilities."""
+"""The one interface every model implements (docs/design.md §6): next-token log-probabilities."""
 from __future__ import annotations
 
 import abc
@@ -36,7 +36,7 @@ class LanguageModel(abc.ABC):
 
 
 def segments_from_ids(ids: Any, eot: int) -> Any:
-    """Segment ids for the `doc` context rule (DESIGN §3): a new segment starts at every eot *input* token.
+    """Segment ids for the `doc` context rule (docs/design.md §3): a new segment starts at every eot *input* token.
 
     An eot that ends document j is, as an input, the first context token of document j+1, so position t
     predicting x_{t+1} attends exactly to the tokens of its document since (and including) the last eot.

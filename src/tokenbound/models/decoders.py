@@ -1,11 +1,11 @@
 """CompressedModel decoders: the verified bitstream of each format -> the LanguageModel it describes.
 
-``coding.compressed.DECODERS`` names these functions; each has the signature ``(path, manifest, device) ->
-(LanguageModel, decoded state)``, reads only the files the manifest lists (each checked against its sha256 by
-``coding.compressed.read_verified``), and returns the state the model evaluates, which
-``coding.compressed.decode_state`` hashes and compares with the manifest's ``decoded_sha256``
-(docs/compression.md). The byte formats themselves are the codecs in ``coding/``; this module only rebuilds
-models from what they decode.
+``decode_state(path)`` is the one way a CompressedModel is decoded (``tokenbound.load``, ``verify``, the
+compress stage's round trip): it checks the manifest and every listed file's sha256, runs the format's decoder
+(``DECODERS``) and compares the hash of the state the model evaluates with the manifest's ``decoded_sha256``
+(docs/compression.md). Each decoder has the signature ``(path, manifest, device) -> (LanguageModel, decoded
+state)`` and reads only the files the manifest lists (``coding.compressed.read_verified``). The byte formats
+themselves are the codecs in ``coding/``; this module only rebuilds models from what they decode.
 """
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import KIND_RUN, sha256_dir, sha256_file
 from ..coding import archive, ptq, quantize
-from ..coding.compressed import read_verified
+from ..coding.compressed import read_compressed_manifest, read_verified, verify_files
 from ..errors import TokenboundError
 from .base import LanguageModel
 
@@ -54,19 +53,14 @@ def decode_ptq(path: Path, manifest: dict[str, Any], device: str = "cpu") -> tup
     return ptq_model(*parts, device=device, where=str(path))
 
 
-def archive_source(src: Path) -> tuple[dict[str, Any], str]:
-    """(source record for the manifest, layout 'file' | 'tar') of a model artifact the archive method takes."""
-    from .loading import artifact_type
-
-    key = artifact_type(src)
-    if key == "gguf":
-        return {"type": "gguf", "path": str(src), "sha256": sha256_file(src)}, "file"
-    if key == "hf":
-        return {"type": "hf", "path": str(src), "sha256": sha256_dir(src)}, "tar"
-    if key == KIND_RUN:
-        return {"type": "run", "path": str(src), "sha256": sha256_dir(src)}, "tar"
-    raise TokenboundError(f"{src}: the archive method takes a .gguf file, a Hugging Face directory or a Run, "
-                          f"not a {key}")
+def model_state(model: Any) -> dict[str, Any]:
+    """The tensors a LanguageModel evaluates: the state_dict of its torch module."""
+    module = getattr(model, "module", None)
+    if module is not None and hasattr(module, "state_dict"):
+        return module.state_dict()
+    if hasattr(model, "state_dict"):
+        return model.state_dict()
+    raise TokenboundError(f"{type(model).__name__}: cannot read the weights it evaluates")
 
 
 def load_archived(header: dict[str, Any], raw: bytes, device: str = "cpu") -> tuple[LanguageModel, dict[str, Any]]:
@@ -76,10 +70,38 @@ def load_archived(header: dict[str, Any], raw: bytes, device: str = "cpu") -> tu
     with tempfile.TemporaryDirectory(prefix="tokenbound-archive-") as tmp:
         model = load(archive.materialize(header, raw, Path(tmp)), device=device)
         # Removing the directory is safe even for memory-mapped weights: an unlinked file stays mapped.
-        state = archive.model_state(model)
+        state = model_state(model)
     return model, state
 
 
 def decode_archive(path: Path, manifest: dict[str, Any], device: str = "cpu") -> tuple[LanguageModel, dict[str, Any]]:
     """DECODERS["archive"]: decompress into a temporary location, load it, return (model, evaluated state)."""
     return load_archived(*archive.read_archive(Path(path), manifest), device)
+
+
+# decoder name (a manifest's ``decoder``, one of coding.compressed.DECODER_NAMES) -> its decoder
+DECODERS = {"quant": decode_quant, "ptq": decode_ptq, "archive": decode_archive}
+
+
+def decode_state(path: Path, device: str = "cpu") -> tuple[LanguageModel, dict[str, Any], dict[str, Any]]:
+    """Decode a CompressedModel: (model, decoded state, manifest), after verifying every file and the state hash."""
+    from ..coding.hashing import state_sha256
+
+    path = Path(path)
+    manifest = read_compressed_manifest(path)
+    verify_files(path, manifest)
+    decoder = DECODERS.get(manifest["decoder"])
+    if decoder is None:
+        raise TokenboundError(f"{path}: decoder {manifest['decoder']!r} is not available")
+    model, state = decoder(path, manifest, device)
+    got = state_sha256(state)
+    if got != manifest["decoded_sha256"]:
+        raise TokenboundError(f"{path}: decoded weights hash to {got[:16]}…, manifest says "
+                              f"{str(manifest['decoded_sha256'])[:16]}… (decoder mismatch or corrupted artifact)")
+    return model, state, manifest
+
+
+def load_compressed(path: Path, device: str = "cpu") -> LanguageModel:
+    """What ``tokenbound.load`` calls for a CompressedModel: the verified decoded LanguageModel."""
+    model, _state, _manifest = decode_state(path, device=device)
+    return model

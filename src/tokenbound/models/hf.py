@@ -1,4 +1,4 @@
-"""Pretrained Hugging Face and GGUF causal language models behind the LanguageModel interface (DESIGN §5, §6).
+"""Pretrained Hugging Face and GGUF causal language models behind the LanguageModel interface (docs/design.md §5, §6).
 
 - ``load_hf(dir)``: a local ``AutoModelForCausalLM`` directory (config.json + safetensors), offline only.
 - ``load_gguf(file)``: a ``.gguf`` file through transformers' GGUF reader (needs the ``gguf`` package), which
@@ -31,7 +31,7 @@ SEGMENT_AWARE = frozenset({"llama", "gpt2", "mistral", "qwen2"})
 
 
 def _offline() -> None:
-    # Never reach a model hub: every path we load is local (DESIGN §5).
+    # Never reach a model hub: every path we load is local (docs/design.md §5).
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 

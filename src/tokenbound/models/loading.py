@@ -1,4 +1,4 @@
-"""`tokenbound.load(path)`: any model artifact -> LanguageModel (DESIGN §6).
+"""`tokenbound.load(path)`: any model artifact -> LanguageModel (docs/design.md §6).
 
 Dispatch is by what the path is, never by guessing from names: a ``.gguf`` file; a directory whose
 manifest.json says it is a Run, a CompressedModel or a Markov model; or a Hugging Face model directory
@@ -17,7 +17,7 @@ from .base import LanguageModel
 # manifest kind -> "module:function" taking (path, device) and returning a LanguageModel
 LOADERS = {
     KIND_RUN: "tokenbound.models.gpt:load_run",
-    KIND_COMPRESSED: "tokenbound.coding.compressed:load_compressed",
+    KIND_COMPRESSED: "tokenbound.models.decoders:load_compressed",
     KIND_MARKOV: "tokenbound.models.markov:load_markov",
     "hf": "tokenbound.models.hf:load_hf",
     "gguf": "tokenbound.models.hf:load_gguf",

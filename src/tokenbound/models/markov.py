@@ -1,6 +1,6 @@
 """k-th order Markov-chain (n-gram) language model with a real prefix-free code for its parameters.
 
-Context rule ``doc:k`` (DESIGN §3). The context of position i is ext[max(i − k, j) : i] where j is the
+Context rule ``doc:k`` (docs/design.md §3). The context of position i is ext[max(i − k, j) : i] where j is the
 extended index of the last eot strictly before i (ext[−1] is the virtual eot): the last k tokens of the
 document prefix, the eot that opens the document included. A context shorter than k tokens (the start
 of a document) is LEFT-PADDED with the reserved value PAD = V, which no token has. A context is stored as
@@ -458,7 +458,7 @@ def fit_store(data: str | Path, order: int, out: str | Path, smoothing: str = DE
     """`tokenbound markov`: fit on a TokenStore's whole stream, save, re-load from the bitstream, summarise."""
     from ..data.store import TokenStore
 
-    store = TokenStore.open(data).check("--data")
+    store = TokenStore.open(data).check("data")
     check_shape(store.vocab_size, store.eot, order)
     model = MarkovModel.fit(np.asarray(store.tokens), store.doc_offsets, store.vocab_size, store.eot, order,
                             smoothing)

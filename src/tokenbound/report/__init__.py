@@ -31,8 +31,8 @@ def write_report(paths: Iterable[Path], out: Path, title: str = "tokenbound repo
     """
     out = Path(out)
     if out.is_dir():
-        raise TokenboundError(f"--out {out}: is a directory; give the Markdown file to write, "
-                              f"e.g. {out / 'report.md'}")
+        raise TokenboundError(f"is a directory; give the Markdown file to write, e.g. {out / 'report.md'}",
+                              param="out", value=out)
     certs = find_certificates(paths)
     rows = checked_rows(certs, names)
     failed = [(p, r["check"]) for (p, _), r in zip(certs, rows) if r["check"] != "ok"]
@@ -40,7 +40,7 @@ def write_report(paths: Iterable[Path], out: Path, title: str = "tokenbound repo
         why = failed[0][1].removeprefix("FAILED: ").removesuffix("; recomputed numbers shown")
         raise TokenboundError(f"{failed[0][0]}: does not re-check: {why}"
                               + (f" (and {len(failed) - 1} more certificates)" if len(failed) > 1 else ""))
-    made = ensure_parent_dir(out, "--out")
+    made = ensure_parent_dir(out, "out")
     stem = out.with_suffix("")
     fig1, fig2 = Path(f"{stem}_bound_vs_message.png"), Path(f"{stem}_terms.png")
     # The plots are drawn under temporary names and renamed only once the Markdown is written: a failed report
@@ -50,7 +50,8 @@ def write_report(paths: Iterable[Path], out: Path, title: str = "tokenbound repo
         try:
             return _write(rows, certs, out, title, tmp1, tmp2, fig1, fig2)
         except OSError as e:
-            raise TokenboundError(f"--out {out}: cannot write in {out.parent} ({e.strerror or e})") from None
+            raise TokenboundError(f"cannot write in {out.parent} ({e.strerror or e})", param="out",
+                                  value=out) from None
     except BaseException:
         for p in (tmp1, tmp2):
             p.unlink(missing_ok=True)
@@ -84,8 +85,8 @@ def _write(rows, certs, out: Path, title: str, tmp1: Path, tmp2: Path, fig1: Pat
     ])
     for tmp in (tmp1, tmp2):
         if not is_regular_file(tmp):
-            raise TokenboundError(f"--out {out}: the plot {tmp} was not written")
-    write_bytes(out, text.encode(), "--out")
+            raise TokenboundError(f"the plot {tmp} was not written", param="out", value=out)
+    write_bytes(out, text.encode(), "out")
     os.replace(tmp1, fig1)
     os.replace(tmp2, fig2)
     return text

@@ -1,4 +1,4 @@
-"""Run directories and checkpoints (DESIGN §4): safetensors for tensors, JSON for everything else.
+"""Run directories and checkpoints (docs/design.md §4): safetensors for tensors, JSON for everything else.
 
 A run is built in a work directory ``RUN.partial`` next to ``RUN`` and renamed to ``RUN`` only when training
 ends, so ``RUN`` is never half-written; an interrupted run leaves ``RUN.partial`` (with its last checkpoint)
@@ -162,7 +162,7 @@ def prepare_work_dir(out: Path, resume: bool, force: bool = False) -> Path:
         if work.exists() and not force:
             raise TokenboundError(f"an interrupted run is in {work} (use --resume to continue it, "
                                   f"--force to start over, or delete it)", param="out", value=out)
-        ensure_parent_dir(work, "--out")
+        ensure_parent_dir(work, "out")
         if work.exists():
             shutil.rmtree(work)
         try:

@@ -46,10 +46,10 @@ class InitFrom:
 
 
 def open_base(path: str | Path) -> InitFrom:
-    """The base Run at `path` (a one-line error naming --init-from if it is not a finished Run)."""
+    """The base Run at `path` (a one-line error naming `init_from` if it is not a finished Run)."""
     path = Path(path)
     if not (path / "manifest.json").exists():
-        raise TokenboundError(f"{FLAG} {path}: not a finished Run directory (no manifest.json)")
+        raise TokenboundError("not a finished Run directory (no manifest.json)", param="init_from", value=path)
     read_manifest(path, KIND_RUN)
     return InitFrom(path, sha256_dir(path))
 
@@ -60,26 +60,27 @@ def resolve_base(record: dict[str, Any], referrer: Path) -> InitFrom:
                                  flag=FLAG)
     base = open_base(path)
     if base.sha256 != record.get("sha256"):
-        raise TokenboundError(f"{FLAG} {path}: the base Run changed since this run started from it")
+        raise TokenboundError("the base Run changed since this run started from it", param="init_from", value=path)
     return base
 
 
 def check_compatible(cfg: GPTConfig, base: GPTConfig, where: Path) -> None:
     """Refuse a new model that cannot start from (or be merged back into the shape of) the base."""
     if base.subspace_dim or cfg.subspace_dim:
-        raise TokenboundError(f"{FLAG} {where}: fine-tuning from a Run is not supported with a subspace")
+        raise TokenboundError("fine-tuning from a Run is not supported with a subspace", param="init_from", value=where)
     if any(parse_kind(kind)[0] != "dense" for kind in parse_layer_spec(base.layers).values()):
-        raise TokenboundError(f"{FLAG} {where}: the base must have dense layers, it has {base.layers!r}")
+        raise TokenboundError(f"the base must have dense layers, it has {base.layers!r}",
+                              param="init_from", value=where)
     for f in dataclasses.fields(GPTConfig):
         if f.name not in FREE_FIELDS and getattr(cfg, f.name) != getattr(base, f.name):
-            raise TokenboundError(f"{FLAG} {where}: the base has {f.name} {getattr(base, f.name)!r}, the new model "
+            raise TokenboundError(f"the base has {f.name} {getattr(base, f.name)!r}, the new model "
                                   f"{getattr(cfg, f.name)!r} (a fine-tune keeps the base's shape; only "
-                                  f"{', '.join(FREE_FIELDS)} may differ)")
+                                  f"{', '.join(FREE_FIELDS)} may differ)", param="init_from", value=where)
     spec = parse_layer_spec(cfg.layers)
     bad = {g: k for g, k in spec.items() if parse_kind(k)[0] not in FINETUNE_KINDS}
     if bad or spec["head"] != "dense":
-        raise TokenboundError(f"--layers {cfg.layers}: a fine-tune from a Run takes dense or lora layers with a dense "
-                              f"head, e.g. attn=lora:4,mlp=lora:4")
+        raise TokenboundError("a fine-tune from a Run takes dense or lora layers with a dense "
+                              "head, e.g. attn=lora:4,mlp=lora:4", param="layers", value=cfg.layers)
 
 
 def load_base(base: InitFrom, device: str = "cpu") -> tuple[nn.Module, GPTConfig]:
@@ -103,7 +104,8 @@ def copy_weights(target: nn.Module, source: nn.Module) -> None:
             elif isinstance(mod, LoRALinear):
                 mod.base_weight.copy_(weight)
             else:
-                raise TokenboundError(f"{FLAG}: layer {name} of kind {type(mod).__name__} cannot start from a Run")
+                raise TokenboundError(f"layer {name} of kind {type(mod).__name__} cannot start from a Run",
+                                      param="init_from")
             if mod.bias is not None:
                 mod.bias.copy_(src.bias)
             handled.update(id(p) for p in mod.parameters())

@@ -171,7 +171,7 @@ def _train(world: D.World, data: Path, out: Path, *, preset, config, layers, sub
 
     store = TokenStore.open(data, check=True)  # hash, id range and index before any use (docs/data.md)
     work = ckpt.work_dir_for(out)
-    val = None if store.val is None else store.val.check("--data")
+    val = None if store.val is None else store.val.check("data")
     if max_minutes is not None and not (math.isfinite(max_minutes) and max_minutes > 0):
         raise TokenboundError(f"must be a positive number of minutes, got {max_minutes}", param="max_minutes")
     base = None
@@ -184,8 +184,8 @@ def _train(world: D.World, data: Path, out: Path, *, preset, config, layers, sub
         preset = raw.get("data", {}).get("preset")
         if raw.get("init_from") is not None:
             if raw["init_from"].get("merged_adapter"):
-                raise TokenboundError(f"--resume: {out} is a finished LoRA fine-tune, written merged; it cannot be "
-                                      f"continued (start a new fine-tune from it with --init-from)")
+                raise TokenboundError(f"{out} is a finished LoRA fine-tune, written merged; it cannot be "
+                                      f"continued (start a new fine-tune from it with --init-from)", param="resume")
             base = finetune.resolve_base(raw["init_from"], source.parent)
         if saved["model"].get("vocab_size") != store.vocab_size:
             raise TokenboundError("vocabulary differs from the resumed run's", param="data", value=data)

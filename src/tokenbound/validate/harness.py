@@ -51,17 +51,17 @@ DEFAULT_TOP_K = (1, 3)
 def check_top_k(ks: Sequence[int]) -> tuple[int, ...]:
     out = tuple(dict.fromkeys(int(k) for k in ks))
     if any(k < 1 for k in out):
-        raise TokenboundError(f"--top-k: every k must be >= 1, got {', '.join(map(str, out))}")
+        raise TokenboundError(f"every k must be >= 1, got {', '.join(map(str, out))}", param="top_k")
     return out
 
 
 def check_methods(methods: Sequence[str]) -> tuple[str, ...]:
     out = tuple(m.strip() for m in methods if m.strip())
     if not out:
-        raise TokenboundError("--method: at least one method is needed")
+        raise TokenboundError("at least one method is needed", param="methods")
     for m in out:
         if m not in METHODS:
-            raise TokenboundError(f"--method: unknown method {m!r}; expected some of {', '.join(METHODS)}")
+            raise TokenboundError(f"unknown method {m!r}; expected some of {', '.join(METHODS)}", param="methods")
     return tuple(dict.fromkeys(out))
 
 
@@ -218,10 +218,12 @@ def validate(source: str = "markov", *, trials: int = 100, tokens: int = 10_000,
 
     methods = check_methods(methods)
     top_k = check_top_k(top_k)
-    if trials < 1 or tokens < 2 or samples < 0 or order < 0 or workers < 1:
-        raise TokenboundError("--trials >= 1, --tokens >= 2, --samples >= 0, --order >= 0 and --workers >= 1 needed")
+    for name, value, least in (("trials", trials, 1), ("tokens", tokens, 2), ("samples", samples, 0),
+                               ("order", order, 0), ("workers", workers, 1)):
+        if value < least:
+            raise TokenboundError(f"must be >= {least}, got {value}", param=name)
     if not 0 < delta < 1:
-        raise TokenboundError(f"--delta: must be in (0, 1), got {delta}")
+        raise TokenboundError(f"must be in (0, 1), got {delta}", param="delta")
     from ..evaluate.control import check_control_spec
 
     check_control_spec(control)

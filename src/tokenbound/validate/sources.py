@@ -2,7 +2,7 @@
 
 Each source draws a stream x_0 … x_{m−1} together with P_true(· | x_<i) for every position, so the true
 risk R(h) = (1/m) Σ_i Σ_v P_true(v | x_<i)·(−log2 p_h(v | c_i)) of any fitted model can be computed
-exactly (DESIGN §3 "Target"). Sampling and the exact conditional come from one loop: x_i is drawn from
+exactly (docs/theory.md §1, the target R(h)). Sampling and the exact conditional come from one loop: x_i is drawn from
 P_true(· | x_<i) itself (marginalising any hidden state), which is the same process as running the
 generative model forward.
 
@@ -48,36 +48,37 @@ def parse_source(spec: str) -> tuple[str, dict[str, float]]:
     """'markov:order=2,vocab=8' -> ('markov', {order: 2, vocab: 8, conc: 0.5}); one-line error if malformed."""
     name, _, rest = str(spec).strip().partition(":")
     if name not in DEFAULTS:
-        raise TokenboundError(f"--source: unknown source {name!r}; expected one of {', '.join(DEFAULTS)}")
+        raise TokenboundError(f"unknown source {name!r}; expected one of {', '.join(DEFAULTS)}", param="source")
     params = dict(DEFAULTS[name])
     for item in filter(None, rest.split(",")):
         key, eq, value = item.partition("=")
         key = key.strip()
         if not eq or key not in params:
-            raise TokenboundError(f"--source {spec}: unknown parameter {item!r}; {name} takes {', '.join(params)}")
+            raise TokenboundError(f"unknown parameter {item!r}; {name} takes {', '.join(params)}",
+                                  param="source", value=spec)
         try:
             params[key] = int(value) if key in INTEGER_PARAMS else float(value)
         except ValueError:
-            raise TokenboundError(f"--source {spec}: {key} must be a number, got {value!r}") from None
+            raise TokenboundError(f"{key} must be a number, got {value!r}", param="source", value=spec) from None
     _check(spec, name, params)
     return name, params
 
 
 def _check(spec: str, name: str, p: dict[str, float]) -> None:
     if p["vocab"] < 2:
-        raise TokenboundError(f"--source {spec}: vocab must be >= 2")
+        raise TokenboundError("vocab must be >= 2", param="source", value=spec)
     if name in ("markov", "hmm", "docs") and not p["conc"] > 0:
-        raise TokenboundError(f"--source {spec}: conc must be > 0")
+        raise TokenboundError("conc must be > 0", param="source", value=spec)
     if name == "markov" and not 0 <= p["order"] <= 4:
-        raise TokenboundError(f"--source {spec}: order must be in [0, 4]")
+        raise TokenboundError("order must be in [0, 4]", param="source", value=spec)
     if name == "hmm" and p["states"] < 1:
-        raise TokenboundError(f"--source {spec}: states must be >= 1")
+        raise TokenboundError("states must be >= 1", param="source", value=spec)
     if name == "docs" and (p["chains"] < 1 or p["len"] <= 1 or p["vocab"] < 3):
-        raise TokenboundError(f"--source {spec}: needs chains >= 1, len > 1 and vocab >= 3")
+        raise TokenboundError("needs chains >= 1, len > 1 and vocab >= 3", param="source", value=spec)
     if name == "spiky" and not (0 <= p["frac"] <= 1 and 0 < p["eps"] < 1):
-        raise TokenboundError(f"--source {spec}: needs frac in [0, 1] and eps in (0, 1)")
+        raise TokenboundError("needs frac in [0, 1] and eps in (0, 1)", param="source", value=spec)
     if name == "shuffle" and p["copies"] < 1:
-        raise TokenboundError(f"--source {spec}: copies must be >= 1")
+        raise TokenboundError("copies must be >= 1", param="source", value=spec)
 
 
 @dataclass
