@@ -26,7 +26,7 @@ from .methods import azuma_method, variance_adaptive_method
 from .prefix import choice_bits
 from .schema import (HEADLINE_METHODS, KIND_GENERALIZATION, KIND_TEST_SET, Certificate, CertifyInputs, MethodBound,
                      Pilot, Sample, TopKBound, check_schema, extra_keys)
-from .smoothing import DEFAULT_ALPHA_GRID, check_alpha_grid, random_guess_bits, smoothed_loss_bits
+from .smoothing import check_alpha_grid, random_guess_bits, smoothed_loss_bits
 from .stats import CONTROL_META, TokenStats
 from .subsampling import CI_METHODS
 from .topk import top_k_losses

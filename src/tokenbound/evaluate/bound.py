@@ -11,15 +11,12 @@ labelled as such. ``heldout=True`` certifies a held-out store with message lengt
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import sys
 import tempfile
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
-
-import numpy as np
 
 from ..artifacts import (KIND_COMPRESSED, KIND_MARKOV, ensure_parent_dir, exclusive_lock, file_inside, path_record,
                          read_manifest, sha256_dir, sha256_file, write_json)
@@ -31,7 +28,6 @@ from ..data.store import TokenStore
 from ..errors import TokenboundError
 from .compressors import compressor_rates
 from .control import attach_control, check_control_spec
-from .heldout import check_disjoint, document_hashes  # noqa: F401  (held-out checks live in heldout.py)
 from .options import BoundOptions
 from .shards import STATS_FILE
 from ..models.loading import artifact_type, load

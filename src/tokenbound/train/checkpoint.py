@@ -156,7 +156,7 @@ def prepare_work_dir(out: Path, resume: bool, force: bool = False) -> Path:
     if not resume:
         if out.exists() and not force:
             raise TokenboundError("already exists (use --resume to continue it, --force to "
-                                  f"overwrite it, or another --out)", param="out", value=out)
+                                  "overwrite it, or another --out)", param="out", value=out)
         if out.exists() and not out.is_dir():
             raise TokenboundError("is a file, not a run directory", param="out", value=out)
         if work.exists() and not force:
