@@ -6,7 +6,7 @@ from pathlib import Path
 from .argtypes import device
 
 HELP = ("run one of the paper's studies (markov-vs-context, compression-sweep, memorization, pretrained-ptq, scaling, "
-        "chat-vs-base, downstream)")
+        "chat-vs-base, downstream, frontier)")
 EXAMPLE = "tokenbound experiment markov-vs-context --scale small --out exp/markov"
 
 

@@ -23,6 +23,7 @@ EXPERIMENTS = {
     "scaling": "scaling",
     "chat-vs-base": "chat_base",
     "downstream": "downstream",
+    "frontier": "frontier",
 }
 
 __all__ = ["EXPERIMENTS", "SCALES", "Study", "describe", "run_experiment"]
