@@ -190,14 +190,10 @@ def notes_for(study: Study, s: dict[str, Any], rows: list[dict[str, Any]]) -> li
     data = "; ".join(f"`{c}` = `{r['store']}` (m = {r['num_tokens']:,} tokens, {r['train_bytes_per_token']:.3f} "
                      f"bytes/token; val {r['val_tokens']:,} tokens, {r['val_bytes_per_token']:.3f} bytes/token)"
                      for c, r in first.items())
-    rate = [r for r in rows if r["sublora_tokens_per_s"] and r["dense_tokens_per_s"]]
-    measured = ("" if not rate else
-                f" Training throughput of this run (its Run manifests, mean over points): SubLoRA "
-                f"{sum(r['sublora_tokens_per_s'] for r in rate) / len(rate):,.0f} tokens/s, dense "
-                f"{sum(r['dense_tokens_per_s'] for r in rate) / len(rate):,.0f} tokens/s.")
+    shape = f" {s['model']}" if s["model"] else ""
     return [
         f"Data: {data}.",
-        f"Certified model at every point: preset `{s['preset']}` {s['model'] or ''} with layers `{s['layers']}` in a "
+        f"Certified model at every point: preset `{s['preset']}`{shape} with layers `{s['layers']}` in a "
         f"{s['subspace']:,}-dimensional random subspace (SubLoRA), trained for the point's steps "
         f"({s['train'] or 'batches as in the preset'}), compressed with `{s['method']}`, certified with context "
         f"`{s['context']}`, the {s['sampler']} sampler and {s['samples']:,} draws (seed {study.seed}: the same draws "
@@ -208,7 +204,9 @@ def notes_for(study: Study, s: dict[str, Any], rows: list[dict[str, Any]]) -> li
         f"certified text (reference numbers, not bounds).",
         f"Budgets are optimizer steps (the same table on any machine); the minutes column converts them at "
         f"{DEMO_STEPS_PER_SECOND} steps/s, the demo's SubLoRA training speed (~{DEMO_TOKENS_PER_SECOND:,} "
-        f"tokens/s with 16 x 128-token steps on a quiet 2-core CPU).{measured}"]
+        f"tokens/s with 16 x 128-token steps on a quiet 2-core CPU). This run's own training throughput is in "
+        f"results.json (`sublora_tokens_per_s`, `dense_tokens_per_s` of each row; wall-clock numbers, kept out of "
+        f"this table so that a rerun with the same seed writes the same table)."]
 
 
 def plot_frontier(rows: list[dict[str, Any]], out: Path) -> Path:
