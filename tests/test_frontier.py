@@ -102,12 +102,19 @@ def test_grid_points():
         grid_points(["a"], [1], "diagonal")
 
 
-def test_data_without_a_tokenizer_is_refused(tmp_path):
+def test_data_without_a_tokenizer_or_a_val_split_is_refused(tmp_path):
     assert "frontier" in EXPERIMENTS
     store = synthetic_store(tmp_path / "ids", seed=0)
-    with pytest.raises(TokenboundError, match="--data .*tokenizer"):
+    with pytest.raises(TokenboundError, match="^data .*tokenizer") as e:
         run_experiment("frontier", tmp_path / "out", scale="tiny", data=store, progress=False)
+    assert e.value.cli_message().startswith(f"--data {store}: ")
     assert not (tmp_path / "out" / "runs").exists()
+    # a store with a tokenizer but no val/ split has no held-out rate for the uncompressed model
+    from tokenbound.data.prepare import prepare
+
+    prepare("stdlib", "byte", tmp_path / "noval", glob="email/_*.py")
+    with pytest.raises(TokenboundError, match="^data .*val/ split"):
+        run_experiment("frontier", tmp_path / "out2", scale="tiny", data=tmp_path / "noval", progress=False)
 
 
 @pytest.mark.parametrize("scale", ["small", "paper"])

@@ -113,11 +113,11 @@ def check_store(path: Path) -> None:
 
     store = TokenStore.open(path)
     if store.tokenizer is None or not store.mean_bytes_per_token:
-        raise TokenboundError(f"--data {path}: the store records no tokenizer, so it has no bits per byte "
-                              f"(prepare it with tokenbound prepare --tokenizer ...)")
+        raise TokenboundError("the store records no tokenizer, so it has no bits per byte (prepare it with "
+                              "tokenbound prepare --tokenizer ...)", param="data", value=path)
     if store.val is None or not store.val.num_tokens:
-        raise TokenboundError(f"--data {path}: no val/ split to evaluate the uncompressed model on "
-                              f"(prepare it with --val-fraction)")
+        raise TokenboundError("no val/ split to evaluate the uncompressed model on (prepare it with "
+                              "--val-fraction)", param="data", value=path)
 
 
 def run_point(study: Study, s: dict[str, Any], point: Point, data: Path) -> tuple[dict[str, Any], Path]:
