@@ -28,9 +28,12 @@ EXPECTED_COLUMNS = {
     "chat-vs-base": ["model", "trained params", "message bits", "empirical", "bound (pretraining data)",
                      "held-out dialogue bits/token"],
     "downstream": ["model", "message bits", "empirical", "bound", "next-line accuracy"],
+    "frontier": ["corpus", "steps", "certified bits/byte", "dense (uncompressed) held-out bits/byte",
+                 "price of certification", "gzip -9 bits/byte", "xz -9e bits/byte"],
 }
 EXPECTED_ROWS = {"markov-vs-context": 2, "compression-sweep": 6, "memorization": 3, "pretrained-ptq": 3, "scaling": 2,
-                 "chat-vs-base": 3, "downstream": 7}
+                 "chat-vs-base": 3, "downstream": 7,
+                 "frontier": 4}
 # Each study runs once per test session, on first use (so `-k` selects only what it needs).
 _RUNS: dict = {}
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from .argtypes import device
 
 HELP = ("run one of the paper's studies (markov-vs-context, compression-sweep, memorization, pretrained-ptq, scaling, "
-        "chat-vs-base, downstream)")
+        "chat-vs-base, downstream, frontier)")
 EXAMPLE = "tokenbound experiment markov-vs-context --scale small --out exp/markov"
 
 
@@ -15,7 +15,8 @@ def add_arguments(p) -> None:
 
     p.add_argument("name", metavar="NAME", choices=list(EXPERIMENTS), help="one of: " + ", ".join(EXPERIMENTS))
     p.add_argument("--scale", choices=SCALES, default="small",
-                   help="tiny (seconds, for tests), small (<= 15 min on a 2-core CPU; default), paper (GPU)")
+                   help="tiny (seconds, for tests), small (<= 15 min on a 2-core CPU, frontier an hour; default), "
+                        "paper (GPU)")
     p.add_argument("--out", type=Path, required=True, help="output directory; rerunning resumes")
     p.add_argument("--data", type=Path, default=None,
                    help="TokenStore to use (default: data/stdlib if present, else prepared into OUT/data; "

@@ -2,8 +2,8 @@
 
 Each study is a module with ``DESCRIPTION`` (one line) and ``run(study: common.Study) -> dict``; it writes
 ``OUT/table.md``, ``OUT/*.png``, ``OUT/certificates/*.json`` and ``OUT/results.json`` and is resumable.
-Scales: ``tiny`` (seconds; tests), ``small`` (<= 15 minutes on a 2-core CPU), ``paper`` (GPU settings of the
-seed paper; documented, not run here).
+Scales: ``tiny`` (seconds; tests), ``small`` (<= 15 minutes on a 2-core CPU; ``frontier``: an hour), ``paper`` (GPU
+settings of the seed paper; documented, not run here).
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ EXPERIMENTS = {
     "scaling": "scaling",
     "chat-vs-base": "chat_base",
     "downstream": "downstream",
+    "frontier": "frontier",
 }
 
 __all__ = ["EXPERIMENTS", "SCALES", "Study", "describe", "run_experiment"]

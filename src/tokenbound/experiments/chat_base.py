@@ -20,8 +20,8 @@ from typing import Any
 from ..artifacts import read_json, read_manifest, write_json
 from ..report.plots import random_guess_line, save_figure
 from .code_data import TINY_GLOB, code_store, stdlib_files, store_ready
-from .common import Study, cert_numbers, certify, compress_run, done, finish, markdown_table, pyplot, train_config, \
-    train_run
+from .common import (Study, cert_numbers, certify, compress_run, done, evaluation, finish, markdown_table, pyplot,
+                     train_config, train_run)
 
 DESCRIPTION = "a base GPT and its chat fine-tunes (full, LoRA): bounds on the pretraining data, dialogue loss"
 
@@ -67,20 +67,6 @@ def finetune_run(study: Study, name: str, data: Path, base: Path, train: dict[st
         data, run, config=cfg_file, layers=layers, seed=study.seed, device=study.device, progress=study.progress,
         resume=resume, init_from=None if resume else base))
     return run
-
-
-def evaluation(study: Study, name: str, model_path: Path, store_path: Path, tokens: int) -> float:
-    """Mean bits/token of a model on fixed seeded windows of a store (cached in OUT/eval/NAME.json)."""
-    from ..compress.stage import bits_per_token
-    from ..data.store import TokenStore
-    from ..models.loading import load
-
-    out = study.path("eval", f"{name}.json")
-    if not out.exists():
-        res = bits_per_token(load(model_path, device=study.device), TokenStore.open(store_path), tokens,
-                             seed=study.seed)
-        write_json(out, {**res, "model": str(model_path), "store": str(store_path)})
-    return float(read_json(out)["bits_per_token"])
 
 
 def run(study: Study) -> dict[str, Any]:

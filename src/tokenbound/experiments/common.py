@@ -197,6 +197,20 @@ def certify(study: Study, name: str, model: Path, data: Path, **kwargs: Any) -> 
     return out
 
 
+def evaluation(study: Study, name: str, model_path: Path, store_path: Path, tokens: int) -> float:
+    """Mean bits/token of a model on fixed seeded windows of a store (cached in OUT/eval/NAME.json)."""
+    from ..compress.stage import bits_per_token
+    from ..data.store import TokenStore
+    from ..models.loading import load
+
+    out = study.path("eval", f"{name}.json")
+    if not out.exists():
+        res = bits_per_token(load(model_path, device=study.device), TokenStore.open(store_path), tokens,
+                             seed=study.seed)
+        write_json(out, {**res, "model": str(model_path), "store": str(store_path)})
+    return float(read_json(out)["bits_per_token"])
+
+
 def verify_all(study: Study, paths: Iterable[Path]) -> dict[str, list[str]]:
     """{certificate file name: problems} for every certificate (problems [] = verified)."""
     from ..evaluate.verify import verify
