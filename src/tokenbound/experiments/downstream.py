@@ -160,6 +160,8 @@ def plot_accuracy_vs_bound(rows: list[dict[str, Any]], corr: dict[str, Any], cha
         ax.scatter(r["bound"], r["accuracy"], marker=markers.get(r["family"], "o"), s=45, color=f"C{i}",
                    label=r["model"])
     ax.axhline(chance, color="grey", ls="--", lw=1, label=f"chance ({chance:.2f})")
+    guess = rows[0]["random_guess"]  # every model shares the store's vocabulary
+    ax.axvline(guess, color="grey", ls=":", lw=1, label=f"random guess ({guess:.2f} bits; right of it: vacuous)")
     ax.set_xlabel("token-level bound (bits per token)")
     ax.set_ylabel("next-line accuracy (held-out functions)")
     ax.set_title(f"Spearman ρ = {corr['rho']:.2f}, 95 % CI [{corr['ci95'][0]:.2f}, {corr['ci95'][1]:.2f}]")

@@ -169,9 +169,9 @@ def plot_ptq(rows: list[dict[str, Any]], out: Path) -> Path:
         ax.scatter(r["message_bits"], r["heldout_bits"], marker="o", color=f"C{i}", label=name)
         ax.scatter(r["message_bits"], r["heldout_bound"], marker="^", color=f"C{i}")
         ax.scatter(r["message_bits"], r["bound_at_training_size"], marker="s", color=f"C{i}")
-    ax.scatter([], [], marker="o", color="k", label="o held-out bits")  # the marker key, in the legend too
-    ax.scatter([], [], marker="^", color="k", label="^ held-out bound if unseen (not a certificate)")
-    ax.scatter([], [], marker="s", color="k", label="■ proxy stats at training size")
+    ax.scatter([], [], marker="o", color="k", label="held-out bits")  # the marker key, in the legend too
+    ax.scatter([], [], marker="^", color="k", label="held-out bound if unseen (not a certificate)")
+    ax.scatter([], [], marker="s", color="k", label="proxy stats at training size")
     random_guess_line(ax, rows[0]["random_guess"])
     ax.set_xscale("log")
     plain_log_ticks(ax.xaxis)
