@@ -9,7 +9,7 @@ from tokenbound.cli import main
 from tokenbound.data.store import write_store
 from tokenbound.evaluate.bound import bound
 from tokenbound.evaluate.verify import verify
-from tokenbound.models.markov import fit_store
+from tokenbound.models.markov_fit import fit_store
 
 
 def _store(path, seed, num_docs=150, vocab=16):

@@ -12,7 +12,7 @@ from tokenbound.data.store import write_store
 from tokenbound.errors import TokenboundError
 from tokenbound.evaluate.bound import MessageLength, bound
 from tokenbound.evaluate.verify import verify
-from tokenbound.models.markov import fit_store
+from tokenbound.models.markov_fit import fit_store
 
 
 def test_parse_worked_example():

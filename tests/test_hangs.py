@@ -17,7 +17,7 @@ import pytest
 
 from tokenbound.cli import main
 from tokenbound.data.store import write_store
-from tokenbound.models.markov import fit_store
+from tokenbound.models.markov_fit import fit_store
 
 TIMEOUT = 60
 

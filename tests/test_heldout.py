@@ -14,7 +14,7 @@ from tokenbound.cli import main
 from tokenbound.data.store import TokenStore, write_store
 from tokenbound.evaluate.bound import bound, summary_lines
 from tokenbound.evaluate.verify import verify
-from tokenbound.models.markov import fit_store
+from tokenbound.models.markov_fit import fit_store
 from tokenbound.report.tables import certificate_row
 
 VOCAB = 16

@@ -13,7 +13,7 @@ from tokenbound.cli import main
 from tokenbound.data.store import write_store
 from tokenbound.errors import TokenboundError
 from tokenbound.evaluate.bound import bound, lock_path_for
-from tokenbound.models.markov import fit_store
+from tokenbound.models.markov_fit import fit_store
 
 HOLD = """
 import sys, time

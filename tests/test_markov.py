@@ -1,4 +1,4 @@
-"""Markov-chain model (models/markov.py): counts, smoothing, doc-rule contexts, code, artifacts, interface."""
+"""Markov-chain model (models/markov*.py): counts, smoothing, doc-rule contexts, code, artifacts, interface."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,8 @@ from tokenbound.cli import main as cli_main
 from tokenbound.data.store import write_store
 from tokenbound.errors import TokenboundError
 from tokenbound.models.base import segments_from_ids
-from tokenbound.models.markov import MarkovModel, load_markov
+from tokenbound.models.markov import MarkovModel
+from tokenbound.models.markov_fit import load_markov
 
 V, EOT = 7, 0
 

@@ -17,7 +17,8 @@ from tokenbound.compress.ptq import compress_pretrained
 from tokenbound.errors import TokenboundError
 from tokenbound.evaluate.bound import bound, load_stats, message_length
 from tokenbound.evaluate.verify import verify
-from tokenbound.models import markov
+from tokenbound.models import markov_code
+from tokenbound.models.markov_fit import fit_store
 
 PARTS = ("payload_bits", "header_bits", "prefix_bits", "grid_bits")
 
@@ -31,7 +32,7 @@ def root(tmp_path_factory, periodic_store):
     periodic_store(d / "store")
     train(d / "store", d / "run", preset="tiny", seed=0, steps=5, progress=False)
     assert main(["compress", "--run", str(d / "run"), "--method", "quant:grid=3/5", "--out", str(d / "cm")]) == 0
-    markov.fit_store(d / "store", 2, d / "markov")
+    fit_store(d / "store", 2, d / "markov")
     bound(d / "cm", d / "store", d / "cm.json", samples=60, progress=False)
     bound(d / "markov", d / "store", d / "mk.json", samples=60, progress=False)
     return d
@@ -95,14 +96,14 @@ def test_certificate_that_undercharges_an_honest_model_fails_verify(root, tmp_pa
 
 
 def test_forged_markov_manifest_is_refused_by_bound_and_verify(root, tmp_path, capsys):
-    payload = 8 * (root / "markov" / markov.BITSTREAM).stat().st_size
-    assert markov.measured_message_bits(root / "markov") == (
+    payload = 8 * (root / "markov" / markov_code.BITSTREAM).stat().st_size
+    assert markov_code.measured_message_bits(root / "markov") == (
         payload + elias_gamma_bits(payload), {"payload_bits": payload, "prefix_bits": elias_gamma_bits(payload)})
     copy = tmp_path / "c"
     shutil.copytree(root, copy)
     _forge_manifest(copy / "markov")
     with pytest.raises(TokenboundError, match=r"manifest\.json: message_bits 10 disagrees .* from model\.tbm"):
-        markov.measured_message_bits(copy / "markov")
+        markov_code.measured_message_bits(copy / "markov")
     capsys.readouterr()
     rc = main(["bound", "--markov", str(copy / "markov"), "--data", str(copy / "store"), "--out",
                str(copy / "new.json"), "--samples", "60"])

@@ -7,7 +7,7 @@ import pytest
 
 from tokenbound.cli import main
 from tokenbound.data.store import write_store
-from tokenbound.models.markov import fit_store
+from tokenbound.models.markov_fit import fit_store
 from tokenbound.report import checked_rows
 from tokenbound.report.plots import CLIP_FACTOR, bound_vs_message_figure
 from tokenbound.report.flat import fmt_count as _fmt_count, fmt_error_rate as _fmt_error_rate, markdown_table

@@ -18,7 +18,7 @@ from tokenbound.evaluate.bound import bound, load_stats, stats_path
 from tokenbound.evaluate.rescore import choose_draws, rescore_stats
 from tokenbound.evaluate.verify import verify
 from tokenbound.models.loading import load
-from tokenbound.models.markov import fit_store
+from tokenbound.models.markov_fit import fit_store
 
 
 @pytest.fixture(scope="module")

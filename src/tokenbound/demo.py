@@ -58,7 +58,7 @@ def demo(out: Path = Path("demo_out"), *, minutes: float | None = None, cfg: Dem
     from .compress.stage import compress
     from .data.prepare import prepare
     from .evaluate.bound import bound, summary_lines
-    from .models.markov import fit_store
+    from .models.markov_fit import fit_store
     from .report import write_report
     from .train.checkpoint import work_dir_for
     from .train.trainer import train

@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models.markov import fit_store
+    from ..models.markov_fit import fit_store
 
     summary = fit_store(args.data, args.order, args.out, smoothing=args.smoothing, force=args.force)
     print(json.dumps(summary, indent=2))

@@ -53,7 +53,7 @@ def artifact_sha256(path: Path) -> str:
 def message_length(model_path: Path, kind: str, device: str = "cpu", measure: str | None = None) -> MessageLength:
     """The message length of a model artifact, measured from its bitstream files (see module docstring).
 
-    CompressedModel: ``coding.compressed.measured_message_bits``; Markov model: ``models.markov.
+    CompressedModel: ``coding.compressed.measured_message_bits``; Markov model: ``models.markov_code.
     measured_message_bits``; anything else: the same measurement on its lossless archive, built here. A manifest
     whose recorded length disagrees with the measurement is refused (one-line TokenboundError naming it).
     ``measure="file"``: a single model file (e.g. a GGUF) taken as its own code, ``coding.archive.
@@ -81,7 +81,7 @@ def message_length(model_path: Path, kind: str, device: str = "cpu", measure: st
                                                      "measure": "compressed",
                                                      "bits_per_coded_param": man.get("bits_per_coded_param")})
     if kind == KIND_MARKOV:
-        from ..models.markov import measured_message_bits as markov_bits
+        from ..models.markov_code import measured_message_bits as markov_bits
 
         bits, breakdown = markov_bits(model_path)
         man = read_manifest(model_path, KIND_MARKOV)

@@ -39,7 +39,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
 
 def models_for(study: Study, s: dict[str, Any], data: Path) -> list[dict[str, Any]]:
     """Build (resumably) every model of the study: {"name", "family", "label", "path"}."""
-    from ..models.markov import fit_store
+    from ..models.markov_fit import fit_store
 
     out = []
     last = None

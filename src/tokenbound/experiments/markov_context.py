@@ -1,7 +1,7 @@
 """`markov-vs-context`: do transformers capture longer-range structure than k-th order Markov chains?
 
 For each k, on the same TokenStore and under the same context rule ``doc:k``:
-- a k-th order Markov chain (``models.markov.fit_store``, Witten–Bell smoothing fixed in advance; its message is
+- a k-th order Markov chain (``models.markov_fit.fit_store``, Witten–Bell smoothing fixed in advance; its message is
   its entropy-coded count table), certified as is;
 - a GPT whose block size is k (it is trained with at most k tokens of context and evaluated with exactly the
   ``doc:k`` rule), quantized (``quant:levels=L``) and certified.
@@ -45,7 +45,7 @@ def markov_supported(store_path: Path, order: int) -> bool:
     62-bit integers: (V + 1)^k < 2^62, e.g. k <= 4 for V = 8192)."""
     from ..data.store import TokenStore
     from ..errors import TokenboundError
-    from ..models.markov import check_shape
+    from ..models.markov_table import check_shape
 
     store = TokenStore.open(store_path)
     try:
@@ -56,7 +56,7 @@ def markov_supported(store_path: Path, order: int) -> bool:
 
 
 def run(study: Study) -> dict[str, Any]:
-    from ..models.markov import fit_store
+    from ..models.markov_fit import fit_store
 
     s = SETTINGS[study.scale]
     data = text_store(study)

@@ -18,7 +18,7 @@ from .base import LanguageModel
 LOADERS = {
     KIND_RUN: "tokenbound.models.gpt:load_run",
     KIND_COMPRESSED: "tokenbound.models.decoders:load_compressed",
-    KIND_MARKOV: "tokenbound.models.markov:load_markov",
+    KIND_MARKOV: "tokenbound.models.markov_fit:load_markov",
     "hf": "tokenbound.models.hf:load_hf",
     "gguf": "tokenbound.models.hf:load_gguf",
 }
