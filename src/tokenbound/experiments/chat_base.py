@@ -17,10 +17,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import read_json, read_manifest, write_json
+from ..artifacts import read_json, read_manifest
 from ..report.plots import random_guess_line, save_figure
 from .code_data import TINY_GLOB, code_store, stdlib_files, store_ready
-from .common import (Study, cert_numbers, certify, compress_run, done, evaluation, finish, markdown_table, pyplot,
+from .common import (Study, cert_numbers, certify, compress_run, evaluation, finish, markdown_table, pyplot,
                      train_config, train_run)
 
 DESCRIPTION = "a base GPT and its chat fine-tunes (full, LoRA): bounds on the pretraining data, dialogue loss"
@@ -55,18 +55,8 @@ def finetune_config(s: dict[str, Any], lora: bool) -> dict[str, Any]:
 
 def finetune_run(study: Study, name: str, data: Path, base: Path, train: dict[str, Any], layers: str) -> Path:
     """Fine-tune (or resume, or skip) OUT/runs/NAME from the Run `base` on `data` (train --init-from)."""
-    from ..train.checkpoint import work_dir_for
-    from ..train.trainer import train as train_fn
-
-    run = study.path("runs", name)
-    cfg_file = study.path("runs", f"{name}.config.json")
-    if not done(run):
-        write_json(cfg_file, {"model": read_json(base / "config.json")["model"], "train": train})
-    resume = work_dir_for(run).exists()
-    study.stage(f"fine-tune {name} ({layers})", run, lambda: train_fn(
-        data, run, config=cfg_file, layers=layers, seed=study.seed, device=study.device, progress=study.progress,
-        resume=resume, init_from=None if resume else base))
-    return run
+    config = {"model": read_json(base / "config.json")["model"], "train": train}
+    return train_run(study, name, data, config, layers=layers, init_from=base, label=f"fine-tune {name} ({layers})")
 
 
 def run(study: Study) -> dict[str, Any]:

@@ -149,8 +149,10 @@ def train_config(preset: str, model: dict[str, Any] | None = None, train: dict[s
 
 
 def train_run(study: Study, name: str, data: Path, config: dict[str, dict[str, Any]], *, layers: str | None = None,
-              subspace: int | None = None, seed: int | None = None) -> Path:
-    """Train (or resume, or skip) the Run OUT/runs/NAME from `config`; returns its path."""
+              subspace: int | None = None, seed: int | None = None, init_from: Path | None = None,
+              label: str | None = None) -> Path:
+    """Train (or resume, or skip) the Run OUT/runs/NAME from `config`; returns its path. `init_from`: start from
+    that finished Run's weights (fine-tuning, docs/training.md); a resumed run continues from what it recorded."""
     from ..train.checkpoint import work_dir_for
     from ..train.trainer import train
 
@@ -158,9 +160,14 @@ def train_run(study: Study, name: str, data: Path, config: dict[str, dict[str, A
     cfg_file = study.path("runs", f"{name}.config.json")
     if not done(run):
         write_json(cfg_file, config)
-    study.stage(f"train {name}", run, lambda: train(
-        data, run, config=cfg_file, layers=layers, subspace=subspace, seed=study.seed if seed is None else seed,
-        device=study.device, progress=study.progress, resume=work_dir_for(run).exists()))
+
+    def go():
+        resume = work_dir_for(run).exists()
+        return train(data, run, config=cfg_file, layers=layers, subspace=subspace,
+                     seed=study.seed if seed is None else seed, device=study.device, progress=study.progress,
+                     resume=resume, init_from=None if resume else init_from)
+
+    study.stage(label or f"train {name}", run, go)
     return run
 
 
