@@ -53,3 +53,10 @@ def test_parsed_flags_make_typed_options():
     with pytest.raises(TokenboundError) as e:
         dataclasses.replace(opts, samples=300, pilot_draws=299).checked()
     assert e.value.param == "pilot_draws" and e.value.cli_message().startswith("--pilot-draws: ")
+
+
+def test_assume_unseen_without_heldout_is_refused_by_the_options_themselves():
+    with pytest.raises(TokenboundError, match="^assume_unseen: only with --heldout") as e:
+        BoundOptions(assume_unseen=True).checked()
+    assert e.value.cli_message().startswith("--assume-unseen: ")
+    assert BoundOptions(assume_unseen=True, heldout=True).checked().assume_unseen

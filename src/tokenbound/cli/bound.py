@@ -33,12 +33,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..errors import TokenboundError
     from ..evaluate.bound import BoundOptions, bound, summary_lines
 
     check_block_sampler(args.sampler, args.context)
-    if args.assume_unseen and not args.heldout:  # the library says the same in its parameters' names
-        raise TokenboundError("only with --heldout", param="assume_unseen")
     model = args.compressed or args.markov or args.run or args.hf or args.gguf
     options = BoundOptions(**option_values(args, FLAGS))
     cert = bound(model, args.data, args.out, options, device=args.device, batch_size=args.batch_size,

@@ -122,8 +122,6 @@ def resolve_stores(data: Path, heldout: bool, train_data: Path | None, *, model_
     """
     from .heldout import establish_independence
 
-    if assume_unseen and not heldout:
-        raise TokenboundError("only with heldout (--heldout)", param="assume_unseen")
     store = TokenStore.open(data, check=True)
     if not heldout:
         return store, store, None

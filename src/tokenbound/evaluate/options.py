@@ -62,6 +62,8 @@ class BoundOptions:
             sampler, pilot_draws = "all", 0
         elif isinstance(samples, bool) or not isinstance(samples, int) or samples <= 0:
             raise TokenboundError(f"must be a positive integer or 'all', got {samples!r}", param="samples")
+        if self.assume_unseen and not self.heldout:
+            raise TokenboundError("only with --heldout (heldout=True)", param="assume_unseen")
         if self.doc_samples < 0:
             raise TokenboundError(f"must be >= 0, got {self.doc_samples}", param="doc_samples")
         check_delta(self.delta)
