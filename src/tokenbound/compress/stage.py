@@ -15,7 +15,6 @@ then the state hash) before this returns, so a reported message length always ha
 """
 from __future__ import annotations
 
-import math
 import shutil
 import sys
 import time
@@ -25,8 +24,7 @@ from typing import Any
 from ..coding.compressed import parse_method
 from ..data.store import TokenStore
 from ..errors import TokenboundError
-from ..evaluate.loss import mean_bits_per_token
-from ..evaluate.windows import CONTEXT_RULES, stream_batches
+from ..evaluate.loss import bits_per_token
 from ..models.decoders import decode_state
 from ..models.hf import check_safetensors_weights
 from ..models.loading import load
@@ -36,8 +34,6 @@ from .run import compress_run
 
 SOURCE_TYPES = ("run", "hf", "gguf")  # each is the name of its parameter (and --flag) of the compress verb
 EVAL_TOKENS = 4096
-EVAL_BATCH_SIZE = 8
-MAX_EVAL_BLOCK = 256
 
 
 METHOD_EXAMPLES = {"quant": "quant:levels=11", "qat": "qat:levels=11,steps=300",
@@ -122,25 +118,6 @@ def heldout_store(path: Path) -> TokenStore:
     """The store's ``val/`` split if it has one, else the store itself (taken to be held out)."""
     store = TokenStore.open(path)
     return (store.val or store).check("eval_data")
-
-
-def bits_per_token(model, store: TokenStore, num_tokens: int, seed: int = 0) -> dict[str, Any]:
-    """Mean loss in bits per token of a LanguageModel on fixed windows of `store` (``evaluate.loss``).
-
-    Windows of ``min(max_context, 256)`` tokens (fewer if the store is small) at seeded random offsets; every
-    position of a window is a target, under the model's own context rule (a GPT's ``config.context``; the
-    document-aware ``doc`` rule otherwise). A quick before/after comparison, not a bound.
-    """
-    block = min(int(model.max_context or MAX_EVAL_BLOCK), MAX_EVAL_BLOCK, max(store.num_tokens - 1, 1))
-    if store.num_tokens < 2:
-        raise TokenboundError(f"holds {store.num_tokens} tokens, too few to evaluate", param="eval_data",
-                              value=store.path)
-    context = getattr(getattr(model, "config", None), "context", "doc")
-    context = context if context in CONTEXT_RULES else "doc"
-    rows = max(1, math.ceil(num_tokens / block))
-    loss = mean_bits_per_token(model, stream_batches(store, block, rows, EVAL_BATCH_SIZE, seed, context))
-    return {"bits_per_token": loss.bits_per_token, "tokens": loss.tokens, "block": block, "seed": seed,
-            "context": context}
 
 
 def evaluate_before_after(src: Path, out: Path, eval_data: Path, num_tokens: int, device: str) -> dict[str, Any]:

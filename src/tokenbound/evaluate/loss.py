@@ -22,9 +22,12 @@ from typing import Any, Callable, Iterable
 import torch
 import torch.nn.functional as F
 
-from .windows import Batch
+from ..errors import TokenboundError
+from .windows import CONTEXT_RULES, Batch, stream_batches
 
 SCORERS = ("logits", "log_probs")
+EVAL_BATCH_SIZE = 8
+MAX_EVAL_BLOCK = 256
 
 
 @dataclass(frozen=True)
@@ -94,3 +97,22 @@ def mean_bits_per_token(model: Any, batches: Iterable[Batch], *, scorer: str = "
         raise ValueError("no scored tokens in the held-out windows")
     bits = loss / count / math.log(2) if scorer == "logits" else loss / count
     return HeldoutLoss(float(bits), int(count))
+
+
+def bits_per_token(model, store, num_tokens: int, seed: int = 0) -> dict[str, Any]:
+    """Mean loss in bits per token of a LanguageModel on fixed windows of `store` (``mean_bits_per_token``).
+
+    Windows of ``min(max_context, 256)`` tokens (fewer if the store is small) at seeded random offsets; every
+    position of a window is a target, under the model's own context rule (a GPT's ``config.context``; the
+    document-aware ``doc`` rule otherwise). A quick before/after comparison, not a bound.
+    """
+    block = min(int(model.max_context or MAX_EVAL_BLOCK), MAX_EVAL_BLOCK, max(store.num_tokens - 1, 1))
+    if store.num_tokens < 2:
+        raise TokenboundError(f"holds {store.num_tokens} tokens, too few to evaluate", param="eval_data",
+                              value=store.path)
+    context = getattr(getattr(model, "config", None), "context", "doc")
+    context = context if context in CONTEXT_RULES else "doc"
+    rows = max(1, math.ceil(num_tokens / block))
+    loss = mean_bits_per_token(model, stream_batches(store, block, rows, EVAL_BATCH_SIZE, seed, context))
+    return {"bits_per_token": loss.bits_per_token, "tokens": loss.tokens, "block": block, "seed": seed,
+            "context": context}

@@ -206,7 +206,7 @@ def certify(study: Study, name: str, model: Path, data: Path, **kwargs: Any) -> 
 
 def evaluation(study: Study, name: str, model_path: Path, store_path: Path, tokens: int) -> float:
     """Mean bits/token of a model on fixed seeded windows of a store (cached in OUT/eval/NAME.json)."""
-    from ..compress.stage import bits_per_token
+    from ..evaluate.loss import bits_per_token
     from ..data.store import TokenStore
     from ..models.loading import load
 
