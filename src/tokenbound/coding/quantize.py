@@ -275,7 +275,7 @@ def encode_message(q: Quantized, model_config: Mapping[str, Any]) -> tuple[bytes
     framing = entropy.varint_encode([len(header)])
     body = b"".join([framing, header, *streams])
     # payload = the coded words; each stream's own counts, lengths and CRC32 are header (docs/design.md §4)
-    payload_bits = 8 * sum(_stream_word_bytes(s) for s in streams)
+    payload_bits = 8 * sum(entropy.symbol_stream_extent(s)[1] for s in streams)
     stream_overhead_bits = 8 * sum(len(s) for s in streams) - payload_bits
     if q.config.stream == "joint":
         tensor_bits = _ideal_bits_per_tensor(q, payload_bits)
@@ -294,14 +294,6 @@ def encode_message(q: Quantized, model_config: Mapping[str, Any]) -> tuple[bytes
     return body, breakdown
 
 
-def _stream_word_bytes(stream: bytes) -> int:
-    """Bytes of ANS words in one entropy.encode_symbols stream (the rest is its counts header and CRC32)."""
-    (_k, _n, r), off = entropy.varint_decode(stream, 1, 3)
-    _pairs, off = entropy.varint_decode(stream, off, 2 * int(r))
-    (nwords,), _ = entropy.varint_decode(stream, off, 1)
-    return 4 * int(nwords)
-
-
 def _ideal_bits_per_tensor(q: Quantized, payload_bits: int) -> dict[str, float]:
     """Share of a joint stream per tensor: its ideal code length under the joint counts, scaled to the total."""
     names = sorted(q.symbols)
@@ -317,7 +309,7 @@ def _ideal_bits_per_tensor(q: Quantized, payload_bits: int) -> dict[str, float]:
 def decode_message(body: bytes, where: str = PAYLOAD) -> tuple[Quantized, dict[str, Any]]:
     """Inverse of `encode_message`: (Quantized, model config). Corruption -> TokenboundError naming `where`."""
     try:
-        hlen, off = _one_varint(body, 0)
+        hlen, off = entropy.read_varint(body, 0)
         header = json.loads(zlib.decompress(body[off:off + hlen]).decode())
         off += hlen
     except (zlib.error, UnicodeDecodeError, ValueError, IndexError) as e:
@@ -351,11 +343,6 @@ def decode_message(body: bytes, where: str = PAYLOAD) -> tuple[Quantized, dict[s
     return q, header["model_config"]
 
 
-def _one_varint(body: bytes, off: int) -> tuple[int, int]:
-    values, new_off = entropy.varint_decode(body, off, 1)
-    return int(values[0]), new_off
-
-
 def message_bits(breakdown: Mapping[str, Any]) -> float:
     """Total prefix-free length: header + payload + Elias-gamma prefix + grid bits."""
     return (breakdown["payload_bits"] + breakdown["header_bits"] + breakdown["prefix_bits"]
@@ -378,7 +365,7 @@ def measured_message_bits(path: Path, manifest: Mapping[str, Any]) -> tuple[floa
     where = str(path / PAYLOAD)
     body = read_verified(path, dict(manifest), PAYLOAD)
     try:
-        hlen, off = _one_varint(body, 0)
+        hlen, off = entropy.read_varint(body, 0)
         header = json.loads(zlib.decompress(body[off:off + hlen]).decode())
         off += hlen
         n_streams = 1 if header["quant"]["stream"] == "joint" else len(header["tensors"])
