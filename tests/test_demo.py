@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tokenbound.artifacts import read_json
 from tokenbound.demo import DemoConfig, demo
 from tokenbound.evaluate.verify import verify
 
@@ -22,19 +23,28 @@ def tiny_corpus(tmp_path_factory):
 
 def tiny_config(corpus: Path) -> DemoConfig:
     return DemoConfig(corpus=str(corpus), tokenizer="bpe:300", val_fraction=0.2, preset="tiny", subspace=500,
-                      train_steps=20, context="doc:64/32", samples=40, heldout_samples=20,
+                      train_steps=20, dense_steps=20, context="doc:64/32", samples=40, heldout_samples=20,
                       doc_samples=3, markov_samples=200, markov_orders=(1, 2))
 
 
 def test_demo_runs_every_stage_and_resumes(tiny_corpus, tmp_path, capsys):
     out = tmp_path / "demo"
     first = demo(out, cfg=tiny_config(tiny_corpus), progress=False)
-    names = ["gpt", "gpt-heldout", "markov-1", "markov-2"]
+    names = ["dense-heldout", "gpt", "gpt-heldout", "markov-1", "markov-2"]
     assert [Path(p).stem for p in first["certificates"]] == names
     for p in first["certificates"]:
         assert verify(Path(p)) == [], p
     table = first["table"]
     assert "GPT tiny SubLoRA" in table and "Markov order 2" in table and "test-set" in table
+    assert "GPT tiny dense (held-out)" in table.splitlines()[2]  # the headline model is the table's first row
+    # the headline is the dense model's test-set certificate (no message charged, its Run never archived);
+    # the SubLoRA model's training-set bound follows
+    (title, lines), (title2, lines2) = first["sections"]
+    assert "dense GPT" in title and lines == first["headline"] and lines[0].startswith("test-set bound")
+    assert "message = 0 bits" in "\n".join(lines)
+    assert "training tokens" in title2 and lines2[0].startswith("generalization bound")
+    dense = read_json(out / "certificates" / "dense-heldout.json")
+    assert dense["inputs"]["heldout"] and dense["model"]["message_details"]["measure"] == "none"
     assert (out / "report_bound_vs_message.png").exists() and (out / "report_terms.png").exists()
     assert set(first["timings"]) >= {"prepare", "train", "compress"}
     again = demo(out, cfg=tiny_config(tiny_corpus), progress=False)

@@ -187,3 +187,23 @@ def test_older_compressed_model_is_checked_through_its_source_run(world, tmp_pat
     write_json(old / MANIFEST, man)
     with pytest.raises(Exception, match="source Run .* not found; pass --assume-unseen"):
         bound(old, world / "other", tmp_path / "y.json", samples=60, heldout=True, progress=False)
+
+
+def test_heldout_run_is_not_archived_and_a_forged_training_claim_fails_verify(world, tmp_path, capsys):
+    """A test-set certificate charges no message, so an uncompressed Run is identified by the hash of its weights
+    instead of being archived; the certificate verifies, and the same record on a training-set claim does not."""
+    from tokenbound.coding.hashing import state_sha256
+    from tokenbound.models.decoders import model_state
+    from tokenbound.models.loading import load
+
+    code, out, _ = _bound_cli(capsys, "--run", world / "run-split", "--data", world / "split", "--heldout",
+                              "--out", tmp_path / "r.json")
+    assert code == 0 and "message = 0 bits" in out
+    cert = json.loads((tmp_path / "r.json").read_text())
+    assert cert["inputs"]["message_bits"] == 0 and cert["model"]["message_details"] == {"measure": "none"}
+    assert cert["model"]["sha256"] == state_sha256(model_state(load(world / "run-split")))
+    assert verify(tmp_path / "r.json") == []
+    forged = dict(cert, inputs={**cert["inputs"], "heldout": False})
+    (tmp_path / "f.json").write_text(json.dumps(forged))
+    problems = verify(tmp_path / "f.json")
+    assert any("charges no message" in p for p in problems), problems

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from .argtypes import device, positive_float
 
-HELP = "the main job: prepare stdlib, train + compress a GPT, certify it and Markov baselines, print the table"
+HELP = ("the main job: prepare stdlib, train + compress a GPT and certify it, certify a dense GPT on held-out text, "
+        "certify Markov baselines, print the table")
 EXAMPLE = "tokenbound demo --out demo_out"
 
 
@@ -25,7 +26,8 @@ def run(args) -> int:
 
     result = demo(args.out, minutes=args.minutes, cfg=DemoConfig(seed=args.seed, device=args.device))
     print(result["table"])
-    print("Headline certificate (GPT, token level):")
-    print("\n".join(result["headline"]))
+    for title, lines in result["sections"]:
+        print(title)
+        print("\n".join(lines))
     print(f"\nreport: {result['report']}   total time: {result['seconds']:.0f} s")
     return 0

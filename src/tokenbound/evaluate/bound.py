@@ -7,7 +7,8 @@ finished shards and produces a bit-identical certificate.
 
 Message length: a CompressedModel or Markov model carries its verified code length; any other model (an
 uncompressed Run, a Hugging Face directory, a GGUF file) is charged the length of its best lossless archive,
-labelled as such. ``heldout=True`` certifies a held-out store with message length 0 (a test-set bound).
+labelled as such. ``heldout=True`` certifies a held-out store with message length 0 (a test-set bound); an
+uncompressed Run is then not archived at all (``measure="none"``: only its identity, the hash of its weights).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..artifacts import (KIND_COMPRESSED, KIND_MARKOV, ensure_parent_dir, exclusive_lock, file_inside, path_record,
+from ..artifacts import (KIND_COMPRESSED, KIND_MARKOV, KIND_RUN, ensure_parent_dir, exclusive_lock, file_inside, path_record,
                          read_manifest, sha256_dir, sha256_file, write_json)
 from ..bounds.certificate import certify
 from ..bounds.schema import Certificate, CertifyInputs
@@ -57,10 +58,20 @@ def message_length(model_path: Path, kind: str, device: str = "cpu", measure: st
     measured_message_bits``; anything else: the same measurement on its lossless archive, built here. A manifest
     whose recorded length disagrees with the measurement is refused (one-line TokenboundError naming it).
     ``measure="file"``: a single model file (e.g. a GGUF) taken as its own code, ``coding.archive.
-    file_message_bits``. ``details["measure"]`` records which measurement was used; `tokenbound verify` calls this
-    same function with it to re-check a certificate's message length.
+    file_message_bits``. ``measure="none"`` (an uncompressed Run under a test-set certificate, which charges no
+    message): 0 bits and the identity of the scored weights, without building the archive. ``details["measure"]``
+    records which measurement was used; `tokenbound verify` calls this same function with it to re-check a
+    certificate's message length.
     """
     model_path = Path(model_path)
+    if measure == "none":
+        if kind != KIND_RUN:
+            raise TokenboundError(f"message measure 'none' is for an uncompressed Run, not a {kind}")
+        from ..coding.hashing import state_sha256
+        from ..models.decoders import model_state
+
+        return MessageLength(0.0, "not charged (test-set certificate of an uncompressed Run)", True, {},
+                             state_sha256(model_state(load(model_path, device=device))), {"measure": "none"})
     if measure == "file":
         from ..coding.archive import file_message_bits
 
@@ -69,7 +80,7 @@ def message_length(model_path: Path, kind: str, device: str = "cpu", measure: st
                              sha256_file(model_path), {"measure": "file", "breakdown": breakdown,
                                                        "file_bytes": model_path.stat().st_size})
     if measure is not None:
-        raise TokenboundError(f"message measure {measure!r}: only 'file' can be asked for")
+        raise TokenboundError(f"message measure {measure!r}: only 'file' or 'none' can be asked for")
     if kind == KIND_COMPRESSED:
         from ..coding.compressed import measured_message_bits, read_compressed_manifest
 
@@ -205,7 +216,8 @@ def bound(model_path: Path, data: Path, out: Path, options: BoundOptions | None 
                                                       kind=kind, assume_unseen=opts.assume_unseen)
     tokenizer_bits = tokenizer_charge(store, opts.heldout)  # {"tokenizer": bits} when fitted on this store's documents
     check_control_spec(opts.control_variate, store.num_tokens if opts.uses_betting else 0)
-    msg = message or message_length(model_path, kind, device=device)
+    msg = message or message_length(model_path, kind, device=device,
+                                    measure="none" if opts.heldout and kind == KIND_RUN else None)
     taken = sorted(set(opts.extra_bits) & (set(msg.extra_bits) | set(tokenizer_bits)))
     if taken:
         raise TokenboundError(f"{', '.join(taken)} already charged by the model's message ({msg.label}); "

@@ -206,9 +206,11 @@ def _check_model(model: dict[str, Any], inputs: dict[str, Any], device: str,
     from ..models.loading import artifact_type
 
     measure = (model.get("message_details") or {}).get("measure")
+    if measure == "none" and not inputs.get("heldout"):
+        return ["model: the certificate charges no message ('none') but is not a test-set certificate"]
     try:
         msg = message_length(path, model.get("type") or artifact_type(path), device=device,
-                             measure="file" if measure == "file" else None)
+                             measure=measure if measure in ("file", "none") else None)
     except TokenboundError as e:
         return [f"model: {e}"]
     if msg.model_sha256 != model.get("sha256"):
