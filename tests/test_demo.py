@@ -1,5 +1,6 @@
 """The main job end to end at a tiny scale: every stage runs, the report lists every certificate, each verifies,
 and a rerun resumes (skips finished stages) with an identical table."""
+import dataclasses
 import shutil
 import sysconfig
 from pathlib import Path
@@ -23,7 +24,7 @@ def tiny_corpus(tmp_path_factory):
 
 def tiny_config(corpus: Path) -> DemoConfig:
     return DemoConfig(corpus=str(corpus), tokenizer="bpe:300", val_fraction=0.2, preset="tiny", subspace=500,
-                      train_steps=20, dense_steps=20, context="doc:64/32", samples=40, heldout_samples=20,
+                      train_steps=20, dense_steps=20, dense_steps_grid=(10, 20), context="doc:64/32", samples=40, heldout_samples=20,
                       doc_samples=3, markov_samples=200, markov_orders=(1, 2))
 
 
@@ -36,7 +37,7 @@ def test_demo_runs_every_stage_and_resumes(tiny_corpus, tmp_path, capsys):
         assert verify(Path(p)) == [], p
     table = first["table"]
     assert "GPT tiny SubLoRA" in table and "Markov order 2" in table and "test-set" in table
-    assert "GPT tiny dense (held-out)" in table.splitlines()[2]  # the headline model is the table's first row
+    assert "GPT tiny dense (held-out)" in table.splitlines()[2] and "GPT tiny SubLoRA (held-out)" in table  # the headline model is the table's first row
     # the headline is the dense model's test-set certificate (no message charged, its Run never archived);
     # the SubLoRA model's training-set bound follows
     (title, lines), (title2, lines2) = first["sections"]
@@ -45,10 +46,20 @@ def test_demo_runs_every_stage_and_resumes(tiny_corpus, tmp_path, capsys):
     assert "training tokens" in title2 and lines2[0].startswith("generalization bound")
     dense = read_json(out / "certificates" / "dense-heldout.json")
     assert dense["inputs"]["heldout"] and dense["model"]["message_details"]["measure"] == "none"
+    assert dense["inputs"]["extra_bits"] == {"dense_steps_choice": 1.0}  # its step count, one of 2, is paid for
     assert (out / "report_bound_vs_message.png").exists() and (out / "report_terms.png").exists()
     assert set(first["timings"]) >= {"prepare", "train", "compress"}
     again = demo(out, cfg=tiny_config(tiny_corpus), progress=False)
     assert again["timings"] == {} and again["table"] == table  # every stage skipped, same numbers
+
+
+def test_demo_refuses_a_dense_step_count_its_certificate_does_not_pay_for(tiny_corpus, tmp_path):
+    from tokenbound.errors import TokenboundError
+
+    cfg = dataclasses.replace(tiny_config(tiny_corpus), dense_steps=15)
+    with pytest.raises(TokenboundError, match="^dense_steps .*one of dense_steps_grid"):
+        demo(tmp_path / "d", cfg=cfg, progress=False)
+    assert not (tmp_path / "d").exists()
 
 
 def test_demo_rejects_a_bad_budget(tmp_path):

@@ -37,12 +37,14 @@ def test_results_structure_and_every_certificate_verifies(tiny):
     points = grid_points(list(s["corpora"]), s["budgets"], s["grid"])
     assert saved["grid_points"] == [p.name for p in points]
     assert [(r["corpus"], r["steps"]) for r in saved["rows"]] == [(p.corpus, p.steps) for p in points]
-    assert len(saved["certificates"]) == len(points) and all(verify(p) == [] for p in saved["certificates"])
+    # per point: the SubLoRA model's generalization bound and the dense model's test-set certificate
+    assert len(saved["certificates"]) == 2 * len(points) and all(verify(p) == [] for p in saved["certificates"])
     assert saved["plots"] and all(Path(p).exists() and Path(p).suffix == ".png" for p in saved["plots"])
     lines = [line for line in (out / "table.md").read_text().splitlines() if line.startswith("|")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     assert {"corpus", "steps", "certified bits/byte", "dense (uncompressed) held-out bits/byte",
-            "price of certification (bits/byte)", "gzip -9 bits/byte", "xz -9e bits/byte"} <= set(header)
+            "price of certification (bits/byte)", "dense test-set certificate bits/byte",
+            "price, test-set certificate (bits/byte)", "gzip -9 bits/byte", "xz -9e bits/byte"} <= set(header)
     assert len(lines) == 2 + len(points)
 
 
@@ -67,6 +69,14 @@ def test_each_row_is_what_its_artifacts_say(tiny):
                                                                    / val.mean_bytes_per_token)
         assert row["price_of_certification"] == pytest.approx(row["bits_per_byte"]
                                                               - row["dense_heldout_bits_per_byte"])
+        # the dense model's test-set certificate: on the val split, no message, the dense Run itself
+        dcert = json.loads(Path(row["dense_certificate"]).read_text())
+        assert dcert["kind"] == "test-set bound" and dcert["inputs"]["message_bits"] == 0
+        assert dcert["inputs"]["sample_size"] == s["heldout_samples"] and dcert["data"]["sha256"] == val.sha256
+        assert Path(dcert["model"]["abs_path"]).name == f"dense-{Point(row['corpus'], row['steps']).name}"
+        assert row["dense_test_set_bits_per_byte"] == pytest.approx(dcert["bits_per_byte"])
+        assert row["price_of_test_set_certification"] == pytest.approx(row["dense_test_set_bits_per_byte"]
+                                                                       - row["dense_heldout_bits_per_byte"])
         # both models trained for the point's steps on the same data and seed; only the SubLoRA one is coded
         name = Point(row["corpus"], row["steps"]).name
         sub = json.loads((out / "runs" / f"sublora-{name}" / "manifest.json").read_text())

@@ -9,10 +9,13 @@ gives the same table on any machine. At each point, on that corpus's TokenStore:
 2. a dense GPT of the same preset trained for the same steps on the same batches (same seed), uncompressed: its
    held-out bits per token on the store's ``val/`` split (``common.evaluation``, the shared evaluator of
    ``evaluate/loss.py``) over the val split's bytes per token; the certified model is evaluated the same way;
-3. gzip -9 and xz -9e on the certified text, as the certificate records them (``reference_compressors``,
+3. that dense model's test-set certificate on the ``val/`` split (``bound --heldout``, the demo's headline
+   recipe: its block sampler and ``heldout_samples`` draws; docs/theory.md §10);
+4. gzip -9 and xz -9e on the certified text, as the certificate records them (``reference_compressors``,
    ``evaluate/compressors.py``).
 
-The price of certification is (1) − (2): certified bits per byte minus the uncompressed model's held-out rate.
+The price of certification is a certified rate minus the uncompressed model's held-out rate, for each kind of
+certificate: (1) − (2) for the compressed model's generalization bound, (3) − (2) for the test-set certificate.
 Grids: ``spine`` (every budget on the first corpus, the middle budget on the others) or ``full`` (every corpus
 at every budget). With ``--data`` the corpus axis is that one store, at every budget.
 """
@@ -42,13 +45,15 @@ GRIDS = ("spine", "full")
 _DEMO_RECIPE: dict[str, Any] = {
     "preset": DEMO.preset, "model": {}, "train": {}, "layers": DEMO.layers, "subspace": DEMO.subspace,
     "method": DEMO.compress_method, "context": DEMO.context, "sampler": DEMO.sampler, "samples": DEMO.samples,
+    "heldout_samples": DEMO.heldout_samples,
     "tokenizer": DEMO.tokenizer, "val_fraction": DEMO.val_fraction, "eval_tokens": 32768,
     "corpora": {"stdlib": ["stdlib", None], "stdlib+tests": ["stdlib+tests", None], "python": ["python", None]}}
 SETTINGS: dict[str, dict[str, Any]] = {
     # byte-level stores of two nested sets of standard-library files (0.36 MB and 1.8 MB): seconds
     "tiny": {"preset": "tiny", "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 32},
              "train": {"batch_size": 8}, "layers": "lora:2", "subspace": 200, "method": DEMO.compress_method,
-             "context": "doc:32/16", "sampler": DEMO.sampler, "samples": 40, "tokenizer": "byte",
+             "context": "doc:32/16", "sampler": DEMO.sampler, "samples": 40, "heldout_samples": 20,
+             "tokenizer": "byte",
              "val_fraction": 0.25, "eval_tokens": 512,
              "corpora": {"email": ["stdlib", "email/*.py"], "e*": ["stdlib", "e*/**/*.py"]},
              "budgets": [4, 8, 16], "grid": "spine"},
@@ -120,8 +125,9 @@ def check_store(path: Path) -> None:
                               "--val-fraction)", param="data", value=path)
 
 
-def run_point(study: Study, s: dict[str, Any], point: Point, data: Path) -> tuple[dict[str, Any], Path]:
-    """Train both models of one point, compress and certify the SubLoRA one, evaluate both held out."""
+def run_point(study: Study, s: dict[str, Any], point: Point, data: Path) -> tuple[dict[str, Any], list[Path]]:
+    """Train both models of one point, compress and certify the SubLoRA one, certify the dense one on the
+    held-out split, evaluate both held out; returns (row, [SubLoRA certificate, dense test-set certificate])."""
     from ..data.store import TokenStore
 
     steps = point.steps
@@ -130,6 +136,8 @@ def run_point(study: Study, s: dict[str, Any], point: Point, data: Path) -> tupl
     dense = train_run(study, f"dense-{point.name}", data, cfg)
     comp = compress_run(study, f"sublora-{point.name}", sub, s["method"], data)
     cert = certify(study, point.name, comp, data, samples=s["samples"], context=s["context"], sampler=s["sampler"])
+    dense_cert = certify(study, f"dense-heldout-{point.name}", dense, data, heldout=True,
+                         samples=s["heldout_samples"], context=s["context"], sampler=s["sampler"])
     val = TokenStore.open(data).val
     val_bytes = val.mean_bytes_per_token
     dense_bits = evaluation(study, f"dense-{point.name}", dense, val.path, s["eval_tokens"])
@@ -145,8 +153,12 @@ def run_point(study: Study, s: dict[str, Any], point: Point, data: Path) -> tupl
            "certified_heldout_bits_per_token": cert_bits, "certified_heldout_bits_per_byte": cert_bits / val_bytes,
            "sublora_tokens_per_s": tokens_per_s(sub_man), "dense_tokens_per_s": tokens_per_s(dense_man),
            **c}
+    d = cert_numbers(dense_cert)
+    row.update({"dense_certificate": str(dense_cert), "dense_test_set_bound": d["bound"],
+                "dense_test_set_bits_per_byte": d["bits_per_byte"]})
     row["price_of_certification"] = row["bits_per_byte"] - row["dense_heldout_bits_per_byte"]
-    return row, cert
+    row["price_of_test_set_certification"] = row["dense_test_set_bits_per_byte"] - row["dense_heldout_bits_per_byte"]
+    return row, [cert, dense_cert]
 
 
 def tokens_per_s(run_manifest: dict[str, Any]) -> float | None:
@@ -165,9 +177,9 @@ def run(study: Study) -> dict[str, Any]:
     rows, certs = [], []
     stores = {c: corpus_store(study, s, c) for c in dict.fromkeys(p.corpus for p in points)}
     for point in points:
-        row, cert = run_point(study, s, point, stores[point.corpus])
+        row, point_certs = run_point(study, s, point, stores[point.corpus])
         rows.append(row)
-        certs.append(cert)
+        certs += point_certs
     table = markdown_table(rows, [
         ("corpus", "corpus"), ("num_tokens", "m (tokens)"), ("steps", "steps"),
         ("minutes_at_demo_rate", "≈ minutes (demo rate)"), ("message_bits", "message bits"),
@@ -175,6 +187,8 @@ def run(study: Study) -> dict[str, Any]:
         ("certified_heldout_bits_per_byte", "certified model held-out bits/byte"),
         ("dense_heldout_bits_per_byte", "dense (uncompressed) held-out bits/byte"),
         ("price_of_certification", "price of certification (bits/byte)"),
+        ("dense_test_set_bits_per_byte", "dense test-set certificate bits/byte"),
+        ("price_of_test_set_certification", "price, test-set certificate (bits/byte)"),
         ("gzip_bits_per_byte", "gzip -9 bits/byte"), ("xz_bits_per_byte", "xz -9e bits/byte")])
     plot = plot_frontier(rows, study.path("frontier.png"))
     return finish(study, title="Frontier: certified bits per byte against training budget and corpus size",
@@ -200,8 +214,11 @@ def notes_for(study: Study, s: dict[str, Any], rows: list[dict[str, Any]]) -> li
         f"at every point of a corpus). Uncompressed model: a dense GPT of the same preset, same steps, same "
         f"batches. Held-out columns: mean bits/token on {s['eval_tokens']:,} tokens of seeded windows of the "
         f"store's `val/` split (not certificates) over the val split's bytes/token. Price of certification = "
-        f"certified bits/byte − dense held-out bits/byte. gzip/xz: the certificate's reference compressors on the "
-        f"certified text (reference numbers, not bounds).",
+        f"certified bits/byte − dense held-out bits/byte. Dense test-set certificate: the dense model certified on "
+        f"the whole `val/` split (`bound --heldout`, {s['heldout_samples']:,} draws, same context and sampler; "
+        f"message 0, docs/theory.md §10), over the val split's bytes/token; its price is that rate − dense "
+        f"held-out bits/byte. gzip/xz: the certificate's reference compressors on the certified text (reference "
+        f"numbers, not bounds).",
         f"Budgets are optimizer steps (the same table on any machine); the minutes column converts them at "
         f"{DEMO_STEPS_PER_SECOND} steps/s, the demo's SubLoRA training speed (~{DEMO_TOKENS_PER_SECOND:,} "
         f"tokens/s with 16 x 128-token steps on a quiet 2-core CPU). This run's own training throughput is in "
@@ -210,8 +227,8 @@ def notes_for(study: Study, s: dict[str, Any], rows: list[dict[str, Any]]) -> li
 
 
 def plot_frontier(rows: list[dict[str, Any]], out: Path) -> Path:
-    """Certified bits/byte against steps, one line per corpus; the dense model's held-out rate (dashed) and
-    gzip / xz (horizontal, thin) in the same colour as reference lines."""
+    """Certified bits/byte against steps, one line per corpus; the dense model's held-out rate (dashed), its
+    test-set certificate (triangles) and gzip / xz (horizontal, thin) in the same colour as reference lines."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.2, 4.6))
     corpora = list(dict.fromkeys(r["corpus"] for r in rows))
@@ -221,6 +238,8 @@ def plot_frontier(rows: list[dict[str, Any]], out: Path) -> Path:
         ax.plot(x, [r["bits_per_byte"] for r in rs], "o-", color=color, label=f"{corpus}: certified")
         ax.plot(x, [r["dense_heldout_bits_per_byte"] for r in rs], "s--", color=color, mfc="none",
                 label=f"{corpus}: dense held-out (uncompressed)")
+        ax.plot(x, [r["dense_test_set_bits_per_byte"] for r in rs], "^-", color=color, ms=5, lw=1,
+                label=f"{corpus}: dense, test-set certificate")
         for key, ls, name in (("gzip_bits_per_byte", ":", "gzip -9"), ("xz_bits_per_byte", "-.", "xz -9e")):
             if rs[0][key] is not None:
                 ax.axhline(rs[0][key], color=color, ls=ls, lw=1, alpha=0.8, label=f"{corpus}: {name}")
