@@ -314,6 +314,8 @@ def summary_lines(cert: Certificate | Mapping[str, Any]) -> list[str]:
         f"  m = {v['num_tokens']:,} tokens, n = {v['sample_size']:,} draws ({v['sampler']}), "
         f"context {v['context']}, delta = {v['delta']}, message = {v['message_bits']:,.0f} bits",
     ]
+    if cert.inputs.extra_bits:
+        lines.append("  also paid for (bits): " + ", ".join(f"{k} {b:.3f}" for k, b in cert.inputs.extra_bits.items()))
     lines += [f"  {a}" for a in cert.extra.get("assumptions") or [] if a.startswith("assumed:")]
     for name in cert.bounds:
         if name != v["bound_method"]:
