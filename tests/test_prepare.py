@@ -440,3 +440,35 @@ def test_output_inside_the_corpus_directory_is_not_read(corpus, tmp_path):
     first, _ = prepare(str(corpus), "byte", corpus / "store")
     again, _ = prepare(str(corpus), "byte", corpus / "store", force=True)  # would hit tokens.bin otherwise
     assert again.sha256 == first.sha256 and again.num_documents == 5
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_held_out_copies_of_training_documents_move_to_training(tmp_path, monkeypatch, stream):
+    """Two files with the same text on either side of the seeded split would make val share a document with
+    training (and a test-set certificate refuse it): the held-out copy goes to the end of training."""
+    from tokenbound.evaluate.heldout import check_disjoint
+
+    texts = {f"a{i}.txt": f"shared text {i}\n" * (i + 1) for i in range(12)}
+    texts.update({f"b{i}.txt": f"shared text {i}\n" * (i + 1) for i in range(12)})  # b_i is a copy of a_i
+    texts.update({f"u{i}.txt": f"unique {i}\n" for i in range(6)})
+    corpus = write_corpus(tmp_path / "dups", texts)
+    f, seed = 0.5, 1
+    split = {k: is_held_out(seed, k, f) for k in texts}
+    crossing = [i for i in range(12) if split[f"a{i}.txt"] != split[f"b{i}.txt"]]
+    both_val = [i for i in range(12) if split[f"a{i}.txt"] and split[f"b{i}.txt"]]
+    assert crossing and both_val  # this seed splits some copies across, and holds out some pairs whole
+    if stream:
+        _stream_everything(monkeypatch)
+    train, val = prepare(str(corpus), "byte", tmp_path / "out", val_fraction=f, seed=seed)
+    check_layout(train)
+    check_layout(val)
+    assert check_disjoint(val, train) == val.num_documents  # no shared document: the held-out check passes
+    moved = [f"shared text {i}\n" * (i + 1) for i in crossing]
+    assert train.manifest["split"]["duplicates_moved_to_train"] == len(crossing)
+    assert val.manifest["split"]["duplicates_moved_to_train"] == len(crossing)
+    assert sorted(texts_of(train)[-len(crossing):]) == sorted(moved)
+    # a pair held out whole stays held out; nothing is lost; bytes follow their documents
+    assert all(texts_of(val).count(f"shared text {i}\n" * (i + 1)) == 2 for i in both_val)
+    assert sorted(texts_of(train) + texts_of(val)) == sorted(texts.values())
+    assert train.num_bytes == sum(len(t.encode()) for t in texts_of(train))
+    assert val.num_bytes == sum(len(t.encode()) for t in texts_of(val))

@@ -51,6 +51,7 @@ class _Batch:
         self.docs: list[Document] = []
         self.sizes: list[int] = []
         self.held: list[bool] = []
+        self.hashes: list[str] = []   # sha256 of each document's content
         self.bytes = 0
 
 
@@ -65,6 +66,8 @@ def write_documents(corpus: Corpus, tok: TextTokenizer | None, train: StoreWrite
             if pick:
                 writer.add_documents([ids[i] for i in pick], sum(batch.sizes[i] for i in pick))
                 tally.roundtrip_mismatches[part] += sum(mismatched[i] for i in pick)
+                for i in pick:
+                    tally.stored(part, batch.hashes[i], batch.sizes[i])
 
     def drain(limit: int) -> None:
         while len(pending) > limit:
@@ -100,7 +103,8 @@ def write_documents(corpus: Corpus, tok: TextTokenizer | None, train: StoreWrite
                     _write_streamed(doc, tok, train if part == "train" else val, part, skip_bad_files, tally)
                 continue
             content = content_bytes(doc)
-            tally.content(doc.identity, hashlib.sha256(content).hexdigest())
+            digest = hashlib.sha256(content).hexdigest()
+            tally.content(doc.identity, digest)
             if not usable(doc, skip_bad_files, tally):
                 continue
             part = plan.part(doc.identity)
@@ -110,11 +114,27 @@ def write_documents(corpus: Corpus, tok: TextTokenizer | None, train: StoreWrite
             batch.docs.append(doc)
             batch.sizes.append(len(content) if doc.text is not None else 0)  # num_bytes counts text only
             batch.held.append(part == "val")
+            batch.hashes.append(digest)
             batch.bytes += len(content)
             if batch.bytes >= BATCH_BYTES or len(batch.docs) >= BATCH_DOCS:
                 batch = flush(batch)
         flush(batch)
         drain(limit=0)
+    if val is not None:
+        move_duplicates_to_train(train, val, tally)
+
+
+def move_duplicates_to_train(train: StoreWriter, val: StoreWriter, tally: Tally) -> None:
+    """A held-out document whose text also occurs among the training documents (two files with the same content
+    on either side of the split) is moved to the end of the training store, so that the val split shares no
+    document with training by construction (a test-set certificate needs that, docs/theory.md §10)."""
+    move = [i for i, (digest, _) in enumerate(tally.val_contents) if digest in tally.train_contents]
+    if not move:
+        return
+    num_bytes = sum(tally.val_contents[i][1] for i in move)
+    train.add_documents(val.remove_documents(move), num_bytes)
+    val.num_bytes -= num_bytes
+    tally.moved_to_train = len(move)
 
 
 def _skip_streamed(doc: Document, skip_bad_files: bool, tally: Tally) -> None:
@@ -141,7 +161,7 @@ def _write_streamed(doc: Document, tok: TextTokenizer, writer: StoreWriter, part
                     tally: Tally) -> None:
     """Encode and write one huge document in parts (bounded memory, parts encoded in parallel). Byte and
     BPE ids are cut-invariant at safe boundaries; other tokenizers get the whole text at once."""
-    sha = hashlib.sha256()
+    sha, num_bytes = hashlib.sha256(), 0
     writer.open_document()
     try:
         pieces = doc.stream()
@@ -156,6 +176,7 @@ def _write_streamed(doc: Document, tok: TextTokenizer, writer: StoreWriter, part
                 data = [t.encode("utf-8") for t in group]
                 for d in data:
                     sha.update(d)
+                    num_bytes += len(d)
                 writer.add_piece(np.concatenate(ids), sum(map(len, data)))
                 mismatched |= any(bad)
                 group = []
@@ -171,3 +192,4 @@ def _write_streamed(doc: Document, tok: TextTokenizer, writer: StoreWriter, part
         return
     writer.close_document()
     tally.roundtrip_mismatches[part] += int(mismatched)
+    tally.stored(part, sha.hexdigest(), num_bytes)

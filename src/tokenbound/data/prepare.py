@@ -19,7 +19,7 @@ from .corpus import open_corpus
 from .encode import write_documents
 from .fit import BPE_TRAIN_MAX_BYTES, make_tokenizer
 from .installed import PythonCorpus, write_file_list
-from .split import SPLIT_RULE, Plan, check_val_fraction
+from .split import DUPLICATES_RULE, SPLIT_RULE, Plan, check_val_fraction
 from .store import TokenStore
 from .tally import Tally
 from .tokenizer_corpus import SKIP_BAD_KINDS
@@ -100,7 +100,8 @@ def prepare(corpus: str, tokenizer: str | None, out: Path, *, val_fraction: floa
         for part, writer in (("train", train), ("val", val)):
             if writer is None:
                 continue
-            extra = {"split": {"part": part, "val_fraction": val_fraction, "seed": seed, "rule": SPLIT_RULE},
+            extra = {"split": {"part": part, "val_fraction": val_fraction, "seed": seed, "rule": SPLIT_RULE,
+                               "duplicates_moved_to_train": tally.moved_to_train, "duplicates_rule": DUPLICATES_RULE},
                      "tokenizer_sha256": sha256_bytes(tok_json.encode()) if tok_json else None, **tok_extra}
             if isinstance(tok, HFTokenizer):
                 extra["roundtrip_mismatched_documents"] = tally.roundtrip_mismatches[part]

@@ -3,7 +3,9 @@
 A document is held out iff  u = int(blake2b-64(f"{seed}:{identity}")) / 2^64  <  fraction.
 The choice depends only on (seed, identity, fraction) — never on a document's position, on the other
 documents, or on the data's content — so it is reproducible, independent of the corpus order, and
-monotone in `fraction` (a document held out at F is held out at every F' > F).
+monotone in `fraction` (a document held out at F is held out at every F' > F). One exception, applied after
+the rule by `prepare`: a held-out document whose text equals a training document's goes to training
+(DUPLICATES_RULE), so that the val split shares no document with training.
 """
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ from dataclasses import dataclass
 from ..errors import TokenboundError
 
 SPLIT_RULE = "blake2b-64(f'{seed}:{identity}') / 2^64 < val_fraction"
+# applied after the rule: files with equal content on both sides of the split would make the val split share a
+# document with training (data/encode.py, move_duplicates_to_train)
+DUPLICATES_RULE = "a held-out document whose text equals a training document's is moved to the end of training"
 
 
 def check_val_fraction(fraction: float) -> float:

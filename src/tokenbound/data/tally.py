@@ -24,6 +24,18 @@ class Tally:
     tokenizer_documents: int = 0      # usable documents of the tokenizer split (in neither store)
     tokenizer_bytes: int = 0
     tokenizer_identities: "hashlib._Hash" = field(default_factory=hashlib.sha256)
+    # the content sha256 of each stored document: every training one, and (sha256, UTF-8 bytes) of each held-out
+    # one in store order, so that held-out documents whose text also occurs in training can be moved there
+    train_contents: set[str] = field(default_factory=set)
+    val_contents: list[tuple[str, int]] = field(default_factory=list)
+    moved_to_train: int = 0
+
+    def stored(self, part: str, sha256_hex: str, num_bytes: int) -> None:
+        """Record a document written to the `part` ("train" or "val") store."""
+        if part == "val":
+            self.val_contents.append((sha256_hex, int(num_bytes)))
+        else:
+            self.train_contents.add(sha256_hex)
 
     def tokenizer_document(self, identity: str, num_bytes: int) -> None:
         self.tokenizer_documents += 1

@@ -58,6 +58,27 @@ class StoreWriter:
         self.num_tokens += int(flat.size)
         self.num_bytes += int(num_bytes)
 
+    def remove_documents(self, indices: list[int]) -> list[np.ndarray]:
+        """Take the documents at `indices` out of the store and return their ids (without eot), in index order.
+        Rewrites tokens.bin (reads the whole store: meant for the few documents `prepare` moves between stores);
+        the caller adjusts `num_bytes`."""
+        self._file.flush()
+        tokens = np.fromfile(self.directory / "tokens.bin", dtype=self.dtype)
+        starts = np.frombuffer(self.offsets, dtype=np.int64)
+        ends = np.append(starts[1:], self.num_tokens)
+        drop = sorted(set(int(i) for i in indices))
+        taken = [tokens[starts[i]:ends[i] - 1].astype(np.int64) for i in drop]
+        keep = np.setdiff1d(np.arange(len(starts)), drop)
+        lengths = ends[keep] - starts[keep]
+        kept = np.concatenate([tokens[starts[i]:ends[i]] for i in keep]) if keep.size else tokens[:0]
+        self._file.close()
+        self._file = open(self.directory / "tokens.bin", "wb")
+        kept.tofile(self._file)
+        self.offsets = array("q", np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64).tolist()
+                             if keep.size else [])
+        self.num_tokens = int(kept.size)
+        return taken
+
     # -- one document in pieces (huge documents; bounded memory) ------------------------------------------
     def open_document(self) -> None:
         """Start a document written piece by piece; end it with close_document or discard_document."""
