@@ -235,7 +235,7 @@ def plot_frontier(rows: list[dict[str, Any]], out: Path) -> Path:
     for i, corpus in enumerate(corpora):
         rs = sorted((r for r in rows if r["corpus"] == corpus), key=lambda r: r["steps"])
         x, color = [r["steps"] for r in rs], f"C{i}"
-        ax.plot(x, [r["bits_per_byte"] for r in rs], "o-", color=color, label=f"{corpus}: certified")
+        ax.plot(x, [r["bits_per_byte"] for r in rs], "o-", color=color, label=f"{corpus}: SubLoRA, training-set bound")
         ax.plot(x, [r["dense_heldout_bits_per_byte"] for r in rs], "s--", color=color, mfc="none",
                 label=f"{corpus}: dense held-out (uncompressed)")
         ax.plot(x, [r["dense_test_set_bits_per_byte"] for r in rs], "^-", color=color, ms=5, lw=1,
@@ -257,7 +257,7 @@ def plot_frontier(rows: list[dict[str, Any]], out: Path) -> Path:
     top.set_xticks(minutes, [f"{m:.2g}" for m in minutes])
     top.minorticks_off()
     top.set_xlabel(f"≈ minutes of the demo's SubLoRA training at {DEMO_STEPS_PER_SECOND} steps/s", fontsize=8)
-    ax.set_title("Certified vs uncompressed bits per byte")
+    ax.set_title("Certified (two kinds) vs uncompressed bits per byte")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(3, len(corpora)) or 1,
               frameon=False)
     return save_figure(fig, out)
