@@ -85,3 +85,12 @@ def test_demo_time_limit_aborts_and_resumes_to_the_same_certificate(tiny_corpus,
     resumed = demo(out, cfg=tiny_config(tiny_corpus), progress=False)
     fresh = demo(tmp_path / "fresh", cfg=tiny_config(tiny_corpus), progress=False)
     assert resumed["table"] == fresh["table"]
+
+
+def test_demo_without_the_dense_model_headlines_the_compressed_one(tiny_corpus, tmp_path):
+    cfg = dataclasses.replace(tiny_config(tiny_corpus), dense_steps=0)
+    result = demo(tmp_path / "d", cfg=cfg, progress=False)
+    assert [Path(p).stem for p in result["certificates"]] == ["gpt", "gpt-heldout", "markov-1", "markov-2"]
+    assert not (tmp_path / "d" / "run-dense").exists()
+    [(title, lines)] = result["sections"]
+    assert "training tokens" in title and lines == result["headline"] and lines[0].startswith("generalization")
