@@ -24,8 +24,8 @@ def tiny_corpus(tmp_path_factory):
 
 def tiny_config(corpus: Path) -> DemoConfig:
     return DemoConfig(corpus=str(corpus), tokenizer="bpe:300", val_fraction=0.2, preset="tiny", subspace=500,
-                      train_steps=20, dense_steps=20, dense_steps_grid=(10, 20), context="doc:64/32", samples=40, heldout_samples=20,
-                      doc_samples=3, markov_samples=200, markov_orders=(1, 2))
+                      train_steps=20, dense_steps=20, dense_steps_grid=(10, 20), context="doc:64/32", samples=40,
+                      heldout_samples=20, doc_samples=3, markov_samples=200, markov_orders=(1, 2))
 
 
 def test_demo_runs_every_stage_and_resumes(tiny_corpus, tmp_path, capsys):
@@ -37,7 +37,8 @@ def test_demo_runs_every_stage_and_resumes(tiny_corpus, tmp_path, capsys):
         assert verify(Path(p)) == [], p
     table = first["table"]
     assert "GPT tiny SubLoRA" in table and "Markov order 2" in table and "test-set" in table
-    assert "GPT tiny dense (held-out)" in table.splitlines()[2] and "GPT tiny SubLoRA (held-out)" in table  # the headline model is the table's first row
+    # the headline model is the table's first row
+    assert "GPT tiny dense (held-out)" in table.splitlines()[2] and "GPT tiny SubLoRA (held-out)" in table
     # the headline is the dense model's test-set certificate (no message charged, its Run never archived);
     # the SubLoRA model's training-set bound follows
     (title, lines), (title2, lines2) = first["sections"]

@@ -1,8 +1,8 @@
 """`tokenbound demo`: the main job, end to end on the default corpus (docs/design.md).
 
 prepare (stdlib, BPE) → train a compressed GPT for a fixed number of steps → quantize + entropy-code it → certify it
-(token level, document-level baseline, held-out) → train a dense GPT of the same preset for the same steps and
-certify it on the held-out split (a test-set certificate: the demo's headline, the best certified rate) →
+(token level, document-level baseline, held-out) → train a dense GPT of the same preset for a fixed number of
+steps and certify it on the held-out split (a test-set certificate, designated in advance as the demo's headline) →
 Markov-chain baselines of order 1–3 on the same tokens → report (Markdown + PNG) → print the table.
 
 Every stage writes its artifact under OUT and is skipped when that artifact already exists (``stages.py``, the
@@ -122,7 +122,8 @@ def demo(out: Path = Path("demo_out"), *, minutes: float | None = None, cfg: Dem
     if cfg.dense_steps:
         dense_run, dense_cert = out / "run-dense", certs / "dense-heldout.json"
         stage("train (dense)", dense_run, lambda: train_stage(dense_run, "dense", None, cfg.dense_steps))
-        choice = {"dense_steps_choice": math.log2(len(cfg.dense_steps_grid))} if len(cfg.dense_steps_grid) > 1 else {}
+        grid = len(cfg.dense_steps_grid)
+        choice = {"dense_steps_choice": math.log2(grid)} if grid > 1 else {}
         stage("bound dense (held-out)", dense_cert, lambda: bound(
             dense_run, data, dense_cert, samples=cfg.heldout_samples, context=cfg.context, sampler=cfg.sampler,
             heldout=True, seed=cfg.seed, device=cfg.device, progress=progress, extra_bits=choice))

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..artifacts import (KIND_COMPRESSED, KIND_MARKOV, KIND_RUN, ensure_parent_dir, exclusive_lock, file_inside, path_record,
-                         read_manifest, sha256_dir, sha256_file, write_json)
+from ..artifacts import (KIND_COMPRESSED, KIND_MARKOV, KIND_RUN, ensure_parent_dir, exclusive_lock, file_inside,
+                         path_record, read_manifest, sha256_dir, sha256_file, write_json)
 from ..bounds.certificate import certify
 from ..bounds.schema import Certificate, CertifyInputs
 from ..bounds.stats import TokenStats
@@ -315,7 +315,8 @@ def summary_lines(cert: Certificate | Mapping[str, Any]) -> list[str]:
         f"context {v['context']}, delta = {v['delta']}, message = {v['message_bits']:,.0f} bits",
     ]
     if cert.inputs.extra_bits:
-        lines.append("  also paid for (bits): " + ", ".join(f"{k} {b:.3f}" for k, b in cert.inputs.extra_bits.items()))
+        paid = ", ".join(f"{k} {b:.3f}" for k, b in cert.inputs.extra_bits.items())
+        lines.append(f"  also paid for (bits): {paid}")
     lines += [f"  {a}" for a in cert.extra.get("assumptions") or [] if a.startswith("assumed:")]
     for name in cert.bounds:
         if name != v["bound_method"]:
