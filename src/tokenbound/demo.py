@@ -112,12 +112,13 @@ def demo(out: Path = Path("demo_out"), *, minutes: float | None = None, cfg: Dem
     stage("bound (token level + document level)", gpt_cert,
           lambda: bound(comp, data, gpt_cert, samples=cfg.samples, context=cfg.context, sampler=cfg.sampler,
                         doc_samples=cfg.doc_samples, seed=cfg.seed, device=cfg.device, progress=progress))
-    names[str(gpt_cert)] = f"GPT {cfg.preset} {'SubLoRA' if cfg.subspace else cfg.layers} ({cfg.compress_method})"
+    model_label = f"GPT {cfg.preset} {'SubLoRA' if cfg.subspace else cfg.layers}"
+    names[str(gpt_cert)] = f"{model_label} ({cfg.compress_method})"
     held = certs / "gpt-heldout.json"
     stage("bound (held-out)", held, lambda: bound(comp, data, held, samples=cfg.heldout_samples, context=cfg.context,
                                                   sampler=cfg.sampler, heldout=True, seed=cfg.seed,
                                                   device=cfg.device, progress=progress))
-    names[str(held)] = f"GPT {cfg.preset} {'SubLoRA' if cfg.subspace else cfg.layers} (held-out)"
+    names[str(held)] = f"{model_label} (held-out)"
     cert_paths = [gpt_cert, held]
     if cfg.dense_steps:
         dense_run, dense_cert = out / "run-dense", certs / "dense-heldout.json"
